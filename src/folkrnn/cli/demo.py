@@ -1,0 +1,5 @@
+"""CLI commands (being built)."""
+
+
+def register(sub) -> None:
+    pass
