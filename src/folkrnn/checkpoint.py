@@ -1,0 +1,110 @@
+"""Model checkpoints: one safetensors file, weights plus self-describing JSON metadata.
+
+The metadata (in the safetensors header, key `folkrnn`) carries the format version,
+the model config, the vocabulary, and whatever history/provenance the writer adds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from folkrnn.errors import FolkRNNError
+from folkrnn.model import FolkRNN, ModelConfig
+from folkrnn.vocab import Vocabulary
+
+FORMAT = "folkrnn-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model: FolkRNN
+    vocab: Vocabulary
+    metadata: dict = field(default_factory=dict)
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call `write(tmp_path)` then rename over `path`, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: FolkRNN, vocab: Vocabulary, metadata: dict | None = None,
+                    dtype: torch.dtype = torch.float32) -> None:
+    """Write weights (fp32 or fp16) and metadata atomically."""
+    if len(vocab) != model.config.vocab_size:
+        raise FolkRNNError(f"vocabulary has {len(vocab)} tokens but the model expects {model.config.vocab_size}")
+    meta = dict(metadata or {})
+    meta.update(format=FORMAT, format_version=FORMAT_VERSION, config=model.config.to_dict(), vocabulary=list(vocab.tokens))
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"folkrnn": json.dumps(meta)}))
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The JSON metadata of a checkpoint, without loading the weights."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 2 <= n <= 100_000_000:
+                raise ValueError("bad header size")
+            header = json.loads(f.read(n))
+        meta = json.loads(header["__metadata__"]["folkrnn"])
+    except FileNotFoundError:
+        raise FolkRNNError(f"{path}: no such checkpoint") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise FolkRNNError(f"{path}: not a folkrnn checkpoint (unreadable safetensors header or metadata)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise FolkRNNError(f"{path}: not a folkrnn checkpoint (format field missing)")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise FolkRNNError(f"{path}: checkpoint format version {meta['format_version']} is newer than this folkrnn reads ({FORMAT_VERSION})")
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model from a checkpoint, validating names, shapes and vocabulary."""
+    meta = read_metadata(path)
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+        vocab = Vocabulary(meta["vocabulary"])
+    except (KeyError, TypeError) as e:
+        raise FolkRNNError(f"{path}: checkpoint metadata lacks {e}") from None
+    if len(vocab) != config.vocab_size:
+        raise FolkRNNError(f"{path}: vocabulary has {len(vocab)} tokens but the config says {config.vocab_size}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FolkRNNError(f"{path}: corrupt or truncated checkpoint ({e})") from None
+    model = FolkRNN(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise FolkRNNError(f"{path}: tensor names do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in tensors.items():
+        if v.shape != expected[k].shape:
+            raise FolkRNNError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+        if v.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise FolkRNNError(f"{path}: tensor {k} has dtype {v.dtype}, expected a float type")
+        if not torch.isfinite(v).all():
+            raise FolkRNNError(f"{path}: tensor {k} holds NaN or infinite values")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    model.to(device).eval()
+    return Checkpoint(model, vocab, meta)

@@ -1,0 +1,271 @@
+"""The folk-rnn v2 network (SPEC §2): one-hot input, 3 LSTM layers x 512, softmax over 137.
+
+One set of weights, two ways to run it:
+
+* the fast path (`forward`, `step`): PyTorch's fused LSTM kernel, fed the single bias
+  per gate as `bias_ih` and a zero `bias_hh`, so the arithmetic is exactly SPEC §2;
+* the explicit cell (`run_explicit`): the equations written out step by step, with every
+  gate, cell and hidden state passing through a named hook point
+  (`layers.{l}.hook_{i,f,g,o,c,h}`) that can be read or overwritten, for analysis.
+
+Parameters, per layer l: `layers.l.weight_ih` (4H x n_in), `layers.l.weight_hh` (4H x H),
+`layers.l.bias` (4H), gates stacked in the order input, forget, cell (candidate),
+output; `layers.l.c0`, `layers.l.h0` (H): the learned initial state, as the original
+stores it. Then `out.weight` (V x H), `out.bias` (V). With V=137, H=512, L=3 there are
+5,599,881 parameters besides the 3,072 initial-state numbers.
+
+>>> m = FolkRNN(ModelConfig())
+>>> m.num_parameters(), m.num_parameters(include_initial_states=True)
+(5599881, 5602953)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from folkrnn.errors import FolkRNNError
+
+GATES = ("i", "f", "g", "o")  # input, forget, candidate cell, output: the stacking order
+HOOK_NAMES = ("i", "f", "g", "o", "c", "h")
+
+State = tuple[Tensor, Tensor]  # (h, c), each (num_layers, batch, hidden)
+Intervention = Callable[[str, int, Tensor], Tensor | None]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network; v2 is the default. `dropout` applies after each LSTM layer."""
+
+    vocab_size: int = 137
+    hidden_size: int = 512
+    num_layers: int = 3
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 3 or self.hidden_size < 1 or self.num_layers < 1:
+            raise FolkRNNError(f"invalid model size: {self}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise FolkRNNError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise FolkRNNError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+class LSTMLayer(nn.Module):
+    """Weights of one single-bias LSTM layer (no computation here)."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        h = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * h, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * h, h))
+        self.bias = nn.Parameter(torch.zeros(4 * h))
+        self.c0 = nn.Parameter(torch.zeros(h))
+        self.h0 = nn.Parameter(torch.zeros(h))
+
+    def gate(self, name: str, which: str) -> Tensor:
+        """One gate's slice: `which` in 'ih', 'hh', 'bias'."""
+        k = GATES.index(name)
+        h = self.weight_hh.shape[1]
+        t = {"ih": self.weight_ih, "hh": self.weight_hh, "bias": self.bias}[which]
+        return t[k * h : (k + 1) * h]
+
+
+class _ClipGrad(torch.autograd.Function):
+    """Identity forward; clamps the gradient elementwise (Lasagne's `grad_clipping`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, bound: float) -> Tensor:  # type: ignore[override]
+        ctx.bound = bound
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        return g.clamp(-ctx.bound, ctx.bound), None
+
+
+class FolkRNN(nn.Module):
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config or ModelConfig()
+        c = self.config
+        self.layers = nn.ModuleList(
+            LSTMLayer(c.vocab_size if l == 0 else c.hidden_size, c.hidden_size) for l in range(c.num_layers)
+        )
+        self.out = nn.Linear(c.hidden_size, c.vocab_size)
+        # The fused kernel wants two biases per gate; the second is always zero.
+        self.register_buffer("_zero_bias", torch.zeros(4 * c.hidden_size), persistent=False)
+        self.reset_parameters()
+
+    # -- set-up ---------------------------------------------------------------------
+    def reset_parameters(self, generator: torch.Generator | None = None, forget_bias: float = 5.0) -> None:
+        """config5 initialisation: Glorot-uniform input weights and softmax, orthogonal
+        recurrent weights (each gate's block separately, as Lasagne's per-gate
+        matrices), zero biases but the forget gate's (5), zero initial states."""
+        with torch.no_grad():
+            for layer in self.layers:
+                h = layer.weight_hh.shape[1]
+                for k in range(4):
+                    _glorot_(layer.weight_ih[k * h : (k + 1) * h], generator)
+                    _orthogonal_(layer.weight_hh[k * h : (k + 1) * h], generator)
+                layer.bias.zero_()
+                layer.bias[h : 2 * h] = forget_bias
+                layer.c0.zero_()
+                layer.h0.zero_()
+            _glorot_(self.out.weight, generator)
+            self.out.bias.zero_()
+
+    def num_parameters(self, include_initial_states: bool = False) -> int:
+        n = 0
+        for name, p in self.named_parameters():
+            if not include_initial_states and name.rsplit(".", 1)[-1] in ("c0", "h0"):
+                continue
+            n += p.numel()
+        return n
+
+    def initial_state(self, batch_size: int) -> State:
+        """The learned (h0, c0), each (num_layers, batch, hidden)."""
+        h = torch.stack([l.h0 for l in self.layers]).unsqueeze(1).expand(-1, batch_size, -1).contiguous()
+        c = torch.stack([l.c0 for l in self.layers]).unsqueeze(1).expand(-1, batch_size, -1).contiguous()
+        return h, c
+
+    def one_hot(self, ids: Tensor) -> Tensor:
+        return F.one_hot(ids, self.config.vocab_size).to(self.out.weight.dtype)
+
+    def _flat_weights(self) -> list[Tensor]:
+        w: list[Tensor] = []
+        for layer in self.layers:
+            w += [layer.weight_ih, layer.weight_hh, layer.bias, self._zero_bias.to(layer.bias.dtype)]
+        return w
+
+    # -- fast path ------------------------------------------------------------------
+    def hidden(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """ids: (batch, time) int64 -> top-layer h: (batch, time, hidden), final state."""
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be (batch, time), got shape {tuple(ids.shape)}")
+        if state is None:
+            state = self.initial_state(ids.shape[0])
+        c = self.config
+        y, h, cc = torch._VF.lstm(  # the kernel behind nn.LSTM, with our own flat weights
+            self.one_hot(ids), state, self._flat_weights(), True, c.num_layers,
+            c.dropout if self.training else 0.0, self.training, False, True,
+        )
+        if self.training and c.dropout > 0:
+            y = F.dropout(y, c.dropout, True)  # config5 also drops out the last layer's output
+        return y, (h, cc)
+
+    def forward(self, ids: Tensor, targets: Tensor | None = None, state: State | None = None):
+        """ids: (batch, time) int64 -> (logits (batch, time, vocab), loss or None).
+
+        `targets` (batch, time) int64, -100 where padded: loss is the NLL summed over
+        each tune and averaged over the batch (config5)."""
+        y, _ = self.hidden(ids, state)
+        logits = self.out(y)
+        if targets is None:
+            return logits, None
+        return logits, sequence_nll(logits, targets)
+
+    @torch.no_grad()
+    def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One token per tune: ids (batch,) -> logits (batch, vocab), new state."""
+        y, state = self.hidden(ids.unsqueeze(1), state)
+        return self.out(y[:, 0]), state
+
+    # -- explicit cell ----------------------------------------------------------------
+    def run_explicit(
+        self,
+        ids: Tensor,
+        state: State | None = None,
+        intervene: Intervention | None = None,
+        cache: dict[str, Tensor] | None = None,
+        grad_clip: float | None = None,
+    ) -> tuple[Tensor, State]:
+        """The SPEC §2 equations, one time step at a time, exposing every gate.
+
+        ids: (batch, time) -> logits (batch, time, vocab), final state.
+        At each step the hook point `layers.{l}.hook_{x}` (x in i f g o c h) calls
+        `intervene(name, t, value)` (value (batch, hidden); return a tensor to replace
+        it, or None) and, with `cache`, stores the (batch, time, hidden) series.
+        `grad_clip` clamps the gradient of the gate pre-activations as Lasagne's
+        `grad_clipping` did."""
+        B, T = ids.shape
+        c = self.config
+        if state is None:
+            state = self.initial_state(B)
+        hs = list(state[0].unbind(0))
+        cs = list(state[1].unbind(0))
+        u_all = self.one_hot(ids)
+        drop = self.training and c.dropout > 0
+        series: dict[str, list[Tensor]] = {}
+        tops: list[Tensor] = []
+        # Input projections do not depend on the recurrence: compute them per layer lazily.
+        for t in range(T):
+            u = u_all[:, t]
+            for l, layer in enumerate(self.layers):
+                pre = u @ layer.weight_ih.T + hs[l] @ layer.weight_hh.T + layer.bias
+                if grad_clip is not None:
+                    pre = _ClipGrad.apply(pre, grad_clip)
+                a_i, a_f, a_g, a_o = pre.chunk(4, dim=-1)
+                vals = {"i": torch.sigmoid(a_i), "f": torch.sigmoid(a_f), "g": torch.tanh(a_g), "o": torch.sigmoid(a_o)}
+                for name in GATES:
+                    vals[name] = self._hook(l, name, t, vals[name], intervene, series)
+                cell = vals["f"] * cs[l] + vals["i"] * vals["g"]
+                cell = self._hook(l, "c", t, cell, intervene, series)
+                hid = vals["o"] * torch.tanh(cell)
+                hid = self._hook(l, "h", t, hid, intervene, series)
+                hs[l], cs[l] = hid, cell
+                u = F.dropout(hid, c.dropout, True) if drop else hid
+            tops.append(u)
+        if cache is not None:
+            for k, v in series.items():
+                cache[k] = torch.stack(v, dim=1)
+        logits = self.out(torch.stack(tops, dim=1)) if tops else self.out.weight.new_zeros(B, 0, c.vocab_size)
+        return logits, (torch.stack(hs), torch.stack(cs))
+
+    @staticmethod
+    def _hook(l, name, t, value, intervene, series):
+        key = f"layers.{l}.hook_{name}"
+        if intervene is not None:
+            new = intervene(key, t, value)
+            if new is not None:
+                value = new
+        series.setdefault(key, []).append(value)
+        return value
+
+
+def sequence_nll(logits: Tensor, targets: Tensor) -> Tensor:
+    """Masked NLL summed over time, averaged over the batch.
+
+    logits (batch, time, vocab), targets (batch, time) with -100 = ignore."""
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
+    return nll / targets.shape[0]
+
+
+def _glorot_(w: Tensor, generator: torch.Generator | None) -> None:
+    fan_out, fan_in = w.shape
+    a = math.sqrt(6.0 / (fan_in + fan_out))
+    w.uniform_(-a, a, generator=generator)
+
+
+def _orthogonal_(w: Tensor, generator: torch.Generator | None) -> None:
+    rows, cols = w.shape
+    flat = torch.randn(max(rows, cols), min(rows, cols), generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(flat)
+    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # a uniform draw, not a biased one
+    if rows < cols:
+        q = q.T
+    w.copy_(q[:rows, :cols].to(w.dtype))
