@@ -1,5 +1,48 @@
-"""CLI commands (being built)."""
+"""`folkrnn corpus`: build a data_v2 training file (and a report) from tune sources."""
+
+from __future__ import annotations
+
+import argparse
+import sys
 
 
 def register(sub) -> None:
-    pass
+    from folkrnn.corpus import DEFAULT_SOURCES
+
+    p = sub.add_parser(
+        "corpus",
+        help="build a data_v2 token file from music21 collections, ABC files, thesession dumps",
+        description=(
+            "Read SOURCEs (music21 folk collections by name, .abc files, folders of .abc files, "
+            "thesession.org tunes.json/tunes.csv dumps, data_v2 token files), keep the tunes that "
+            "fit the v2 vocabulary, drop exact duplicates, and write them in data_v2 format. "
+            f"Default sources: {' '.join(DEFAULT_SOURCES)}."
+        ),
+    )
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="where to read tunes (default: the music21 folk collections)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the data_v2 file to write")
+    p.add_argument("--report", metavar="R.json", help="write a JSON report: per source read/kept/rejected by reason, histograms, file hashes")
+    p.add_argument("--examples", type=int, default=5, metavar="N", help="examples kept in the report per rejection reason (default 5)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from folkrnn.corpus import build_corpus, format_summary
+    from folkrnn.errors import FolkRNNError
+
+    result = build_corpus(args.sources or None, max_examples=args.examples, progress=False if args.quiet else None)
+    kept = len(result.tunes)
+    if not args.quiet:
+        print(format_summary(result.report))
+    if kept == 0:
+        if args.report:
+            result.write_report(args.report, output=None)
+        where = f"; see {args.report}" if args.report else ""
+        raise FolkRNNError(f"no tune kept from {len(result.report['sources'])} source(s), {args.output} not written{where}")
+    digest = result.write(args.output)
+    if args.report:
+        result.write_report(args.report, output={"path": args.output, "sha256": digest, "tunes": kept})
+    if not args.quiet:
+        print(f"wrote {kept} transcriptions to {args.output}" + (f", report {args.report}" if args.report else ""), file=sys.stderr)
+    return 0

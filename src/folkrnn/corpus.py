@@ -1,0 +1,606 @@
+"""Training corpora: sources of tunes -> one data_v2 token file plus a report.
+
+A *source* is one of
+
+- a music21 folk collection by name (``oneills1850``, ``ryansMammoth``, ``airdsAirs``,
+  ``miscFolk``; ``music21:NAME`` forces this reading): its ``.abc`` files, located with
+  music21's corpus API but read with our own ABC codec (music21's parser is far too slow);
+- an ``.abc`` file, or a folder (all ``.abc`` files below it, recursively, sorted);
+- a thesession.org data dump, ``tunes.json`` (a list of objects) or ``tunes.csv``, with the
+  fields ``setting_id, name, meter, mode, abc`` (``tune_id`` and ``type`` are optional);
+- a data_v2 token file (``.tokens``, or any file whose content looks like one), whose
+  transcriptions are validated one by one against the v2 vocabulary.
+
+Every tune read is either kept, dropped as an exact duplicate of a tune kept earlier
+(identical token sequence, across all sources), or rejected with a reason. Output order
+is deterministic (sources in the order given, tunes in file order) so that a training
+set can be rebuilt bit for bit; the report records the sha256 of every input file.
+
+>>> DEFAULT_SOURCES
+('oneills1850', 'ryansMammoth', 'airdsAirs', 'miscFolk')
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from folkrnn import __version__
+from folkrnn.datafile import tunes_to_text
+from folkrnn.errors import FolkRNNError
+from folkrnn.vocab import BOS, EOS, Vocabulary
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCES: tuple[str, ...] = ("oneills1850", "ryansMammoth", "airdsAirs", "miscFolk")
+REPORT_FORMAT = "folkrnn-corpus-report"
+REPORT_VERSION = 1
+
+#: Source kinds, as named in the report.
+KINDS = ("music21", "abc", "folder", "thesession-json", "thesession-csv", "data_v2")
+
+# Fields a thesession.org dump row must have (tune_id and type are informative only).
+_SESSION_FIELDS = ("setting_id", "name", "meter", "mode", "abc")
+_MUSIC21_PREFIX = "music21:"
+_NONE = "(none)"  # histogram key of a meter/mode that was not written
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved source: what the user wrote, its kind, and the files it stands for.
+
+    `names` are the file names shown in the report (relative to music21's corpus folder
+    for a collection, as given or below the given folder otherwise), parallel to `files`.
+    """
+
+    spec: str
+    kind: str
+    files: tuple[Path, ...]
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TuneRecord:
+    """One tune read from a source, kept (`tokens`) or not (`reason`, `detail`).
+
+    `tokens` are the data_v2 tokens ``M:.. K:.. body...`` without ``<s>``/``</s>``.
+    """
+
+    file: str
+    line: int
+    x: str | None
+    title: str | None
+    tokens: tuple[str, ...] | None
+    reason: str | None
+    detail: str | None
+    meter: str | None  # as written in the source
+    mode: str | None  # as written in the source
+
+
+@dataclass(frozen=True)
+class CorpusResult:
+    """The kept transcriptions (token tuples, in output order) and the report (JSON-able)."""
+
+    tunes: list[tuple[str, ...]]
+    report: dict = field(repr=False)
+
+    def text(self) -> str:
+        """The corpus in data_v2 format."""
+        return tunes_to_text(self.tunes)
+
+    def write(self, path: str | Path) -> str:
+        """Write the corpus atomically in data_v2 format; returns the sha256 of the file."""
+        data = self.text().encode("utf-8")
+        write_atomic(path, data)
+        return hashlib.sha256(data).hexdigest()
+
+    def write_report(self, path: str | Path, **extra) -> None:
+        """Write the report (plus `extra` top-level entries) atomically as JSON."""
+        report = {**self.report, **extra}
+        write_atomic(path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and a rename, so a
+    reader never sees a half-written file and an interrupted run leaves the old one."""
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        raise FolkRNNError(f"{path}: is a folder, expected a file name")
+    if not parent.is_dir():
+        raise FolkRNNError(f"{path}: folder {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise FolkRNNError(f"{path}: cannot write: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise FolkRNNError(f"{path}: cannot write: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# -- resolving sources --------------------------------------------------------------------
+
+
+def _music21_files(name: str) -> tuple[list[Path], Path] | None:
+    """The .abc files of a music21 corpus collection and the corpus folder, or None."""
+    try:
+        from music21 import common
+        from music21 import corpus as m21corpus
+    except ImportError:  # pragma: no cover - music21 is a dependency
+        return None
+    root = Path(common.getCorpusFilePath())
+    files = sorted(Path(p) for p in m21corpus.getComposer(name, fileExtensions=("abc",)))
+    # getComposer matches path components case-insensitively; keep only files of a
+    # collection folder named exactly (up to case) like the request.
+    files = [p for p in files if any(part.lower() == name.lower() for part in p.relative_to(root).parts[:-1])]
+    return (files, root) if files else None
+
+
+def _sniff(path: Path) -> str | None:
+    """Tell an ABC file from a data_v2 token file by its first 64 KiB, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16).decode("utf-8", errors="replace")
+    except OSError as e:
+        raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
+    if re.search(r"^X:", head, re.MULTILINE):
+        return "abc"
+    words = head.split(None, 2)
+    if len(words) >= 2 and words[0].startswith("M:") and words[1].startswith("K:"):
+        return "data_v2"
+    return None
+
+
+def resolve_source(spec: str) -> Source:
+    """What a SOURCE argument stands for; a FolkRNNError names a source that is neither
+    a readable file, a folder with .abc files, nor a music21 collection with ABC files.
+
+    >>> resolve_source("no/such/thing.abc")
+    Traceback (most recent call last):
+    ...
+    folkrnn.errors.FolkRNNError: no/such/thing.abc: no such file, folder or music21 collection
+    """
+    if not spec.strip():
+        raise FolkRNNError("an empty SOURCE was given")
+    path = Path(spec)
+    if not spec.startswith(_MUSIC21_PREFIX) and path.exists():
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".abc" and p.is_file())
+            if not files:
+                raise FolkRNNError(f"{spec}: folder has no .abc files")
+            return Source(spec, "folder", tuple(files), tuple(str(p) for p in files))
+        if not path.is_file():
+            raise FolkRNNError(f"{spec}: not a regular file or folder")
+        if not os.access(path, os.R_OK):
+            raise FolkRNNError(f"{spec}: cannot read: permission denied")
+        suffix = path.suffix.lower()
+        kind = {".abc": "abc", ".json": "thesession-json", ".csv": "thesession-csv", ".tokens": "data_v2"}.get(suffix)
+        if kind is None:
+            kind = _sniff(path)
+        if kind is None and suffix == ".txt":
+            kind = "data_v2"  # every transcription will then be rejected with its reason
+        if kind is None:
+            raise FolkRNNError(
+                f"{spec}: cannot tell what kind of source this is "
+                "(expected .abc, thesession .json/.csv, or a data_v2 .txt/.tokens file)"
+            )
+        return Source(spec, kind, (path,), (spec,))
+    name = spec[len(_MUSIC21_PREFIX) :] if spec.startswith(_MUSIC21_PREFIX) else spec
+    found = _music21_files(name) if name and "/" not in name and "\\" not in name else None
+    if found is None:
+        if spec.startswith(_MUSIC21_PREFIX):
+            raise FolkRNNError(f"{spec}: no music21 collection {name!r} with ABC files")
+        raise FolkRNNError(f"{spec}: no such file, folder or music21 collection")
+    files, root = found
+    return Source(spec, "music21", tuple(files), tuple(p.relative_to(root).as_posix() for p in files))
+
+
+# -- reading sources ---------------------------------------------------------------------
+
+
+def _codec():
+    # Imported late: the codec is the heavy part, and `folkrnn corpus --help` needs none of it.
+    from folkrnn.abc import read_abc, read_abc_file
+
+    return read_abc, read_abc_file
+
+
+def _record(r, file: str, line: int | None = None) -> TuneRecord:
+    """A codec TuneResult as a TuneRecord named after `file`."""
+    return TuneRecord(
+        file=file,
+        line=r.line if line is None else line,
+        x=r.x,
+        title=r.title,
+        tokens=tuple(r.tokens) if r.tokens is not None else None,
+        reason=r.reason,
+        detail=r.detail,
+        meter=r.meter,
+        mode=r.mode,
+    )
+
+
+def _read_abc_files(source: Source, bar) -> Iterator[TuneRecord]:
+    _, read_abc_file = _codec()
+    for path, name in zip(source.files, source.names):
+        for r in read_abc_file(path):
+            yield _record(r, name)
+        bar.update(1)
+
+
+def _session_text(value: object) -> str:
+    # JSON dumps carry ids as strings or numbers, and a missing value as null
+    return "" if value is None else str(value)
+
+
+def _session_abc(abc: str) -> str:
+    r"""The abc field of a thesession dump with its line breaks made real.
+
+    >>> _session_abc("|:GAB c2:|\r\n|:d2 e:|\\r\\nf|")
+    '|:GAB c2:|\n|:d2 e:|\nf|'
+    """
+    abc = abc.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\r", "\n")
+    return abc.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _session_rows(path: Path, kind: str) -> list[dict]:
+    try:
+        if kind == "thesession-json":
+            try:
+                data = json.loads(path.read_text("utf-8-sig"))
+            except ValueError as e:
+                raise FolkRNNError(f"{path}: not valid JSON: {e}") from None
+            if isinstance(data, dict) and isinstance(data.get("tunes"), list):
+                data = data["tunes"]
+            if not isinstance(data, list):
+                raise FolkRNNError(f"{path}: a thesession JSON dump is a list of tune settings")
+            rows = data
+        else:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                # abc fields can be long; the default limit (128 KiB) would stop the read
+                csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))
+                reader = csv.DictReader(f)
+                missing = [k for k in _SESSION_FIELDS if k not in (reader.fieldnames or ())]
+                if missing:
+                    raise FolkRNNError(f"{path}: not a thesession CSV dump: no column(s) {', '.join(missing)}")
+                rows = list(reader)
+    except UnicodeDecodeError:
+        raise FolkRNNError(f"{path}: not UTF-8 text") from None
+    except csv.Error as e:
+        raise FolkRNNError(f"{path}: bad CSV: {e}") from None
+    except OSError as e:
+        raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise FolkRNNError(f"{path}: row {n} is not an object with fields {', '.join(_SESSION_FIELDS)}")
+        missing = [k for k in _SESSION_FIELDS if k not in row]
+        if missing:
+            raise FolkRNNError(f"{path}: row {n} has no field(s) {', '.join(missing)}")
+    return rows
+
+
+def _read_session(source: Source, rows: list[dict], bar) -> Iterator[TuneRecord]:
+    read_abc, _ = _codec()
+    name = source.names[0]
+    for n, row in enumerate(rows, start=1):
+        setting = _session_text(row["setting_id"]).strip()
+        title = " ".join(_session_text(row["name"]).split())
+        meter = _session_text(row["meter"]).strip()
+        mode = _session_text(row["mode"]).strip()
+        text = f"X:{setting}\nT:{title}\nM:{meter}\nL:1/8\nK:{mode}\n{_session_abc(_session_text(row['abc']))}\n"
+        results = list(read_abc(text, source=f"{name}: row {n}"))
+        if not results:
+            yield TuneRecord(name, n, setting or None, title or None, None, "malformed", "no tune in the abc field", meter or None, mode or None)
+        for r in results:
+            yield _record(r, name, line=n)
+        bar.update(1)
+
+
+_BLANK = re.compile(r"\n[ \t]*\n")  # the data_v2 separator between transcriptions
+
+
+def _read_data_v2(source: Source, bar) -> Iterator[TuneRecord]:
+    path, name = source.files[0], source.names[0]
+    try:
+        text = path.read_text("utf-8").replace("\r\n", "\n")
+    except UnicodeDecodeError:
+        raise FolkRNNError(f"{name}: not UTF-8 text") from None
+    except OSError as e:
+        raise FolkRNNError(f"{name}: cannot read: {e.strerror or e}") from None
+    line, pos, n = 1, 0, 0
+    for block in _BLANK.split(text):
+        tokens = tuple(block.split())
+        if tokens:
+            n += 1
+            # the line of the block's first token, counted incrementally (files are large)
+            first = line + block[: len(block) - len(block.lstrip())].count("\n")
+            meter = tokens[0] if tokens[0].startswith("M:") else None
+            mode = tokens[1] if len(tokens) > 1 and tokens[1].startswith("K:") else None
+            # Validation (the checks of folkrnn.datafile) happens for every source in
+            # `_validate`; data_v2 has no X: or title, so a tune is named by its number.
+            yield TuneRecord(name, first, str(n), None, tokens, None, None, meter, mode)
+            bar.update(1)
+        pos += len(block)
+        sep = _BLANK.match(text, pos)
+        line += block.count("\n") + (sep.group().count("\n") if sep else 0)
+        pos = sep.end() if sep else pos
+
+
+def _validate(tokens: Sequence[str], vocab: Vocabulary) -> tuple[str, str] | None:
+    """Why `tokens` cannot go into a v2 training file, or None if they can.
+
+    >>> v = Vocabulary.v2()
+    >>> _validate(("M:6/8", "K:Cdor", "G", "|"), v) is None
+    True
+    >>> _validate(("K:Cdor", "G"), v)
+    ('header', "a transcription starts with an M: token and then a K: token, got 'K:Cdor G'")
+    >>> _validate(("M:6/8", "K:Cdor", "H", "|", "H"), v)
+    ('unknown token', 'token(s) not in the v2 vocabulary: H')
+    """
+    if len(tokens) < 2 or not tokens[0].startswith("M:") or not tokens[1].startswith("K:"):
+        return "header", f"a transcription starts with an M: token and then a K: token, got {' '.join(tokens[:2])!r}"
+    if BOS in tokens or EOS in tokens:
+        return "special token", "<s> and </s> do not belong in a data_v2 transcription"
+    missing = vocab.unknown(tokens)
+    if missing:
+        return "unknown token", f"token(s) not in the v2 vocabulary: {' '.join(missing[:10])}"
+    if len(tokens) == 2:
+        return "empty", "no body after the M: and K: tokens"
+    return None
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+
+def _example(t: TuneRecord) -> dict:
+    return {"file": t.file, "line": t.line, "x": t.x, "title": t.title}
+
+
+class _Stats:
+    """Counts of one source (mutable, internal)."""
+
+    def __init__(self, source: Source, max_examples: int):
+        self.source = source
+        self.max_examples = max_examples
+        self.read = self.kept = self.tokens = 0
+        self.duplicates: list[dict] = []
+        self.n_duplicates = 0
+        self.rejected: dict[str, Counter] = {}
+        self.reject_count: Counter = Counter()
+        self.reject_examples: dict[str, list[dict]] = {}
+        self.meter_kept: Counter = Counter()
+        self.mode_kept: Counter = Counter()
+        self.meter_written: Counter = Counter()
+        self.mode_written: Counter = Counter()
+        self.file_tunes: Counter = Counter()
+
+    def seen(self, t: TuneRecord) -> None:
+        self.read += 1
+        self.file_tunes[t.file] += 1
+        self.meter_written[t.meter or _NONE] += 1
+        self.mode_written[t.mode or _NONE] += 1
+
+    def keep(self, tokens: tuple[str, ...]) -> None:
+        self.kept += 1
+        self.tokens += len(tokens)
+        self.meter_kept[tokens[0]] += 1
+        self.mode_kept[tokens[1]] += 1
+
+    def reject(self, t: TuneRecord, reason: str, detail: str) -> None:
+        self.reject_count[reason] += 1
+        examples = self.reject_examples.setdefault(reason, [])
+        if len(examples) < self.max_examples:
+            examples.append({**_example(t), "detail": detail})
+
+    def duplicate(self, t: TuneRecord, first: dict) -> None:
+        self.n_duplicates += 1
+        if len(self.duplicates) < self.max_examples:
+            self.duplicates.append({**_example(t), "first": first})
+
+    def to_dict(self, hashes: dict[Path, str]) -> dict:
+        s = self.source
+        return {
+            "source": s.spec,
+            "kind": s.kind,
+            "read": self.read,
+            "kept": self.kept,
+            "kept_pct": _pct(self.kept, self.read),
+            "duplicates": {"count": self.n_duplicates, "examples": self.duplicates},
+            "rejected": {
+                reason: {"count": n, "examples": self.reject_examples[reason]}
+                for reason, n in _sorted_counts(self.reject_count)
+            },
+            "rejected_total": sum(self.reject_count.values()),
+            "tokens": self.tokens,
+            "meter_kept": dict(_sorted_counts(self.meter_kept)),
+            "mode_kept": dict(_sorted_counts(self.mode_kept)),
+            "meter_written": dict(_sorted_counts(self.meter_written)),
+            "mode_written": dict(_sorted_counts(self.mode_written)),
+            "files": [
+                {"path": name, "sha256": hashes[path], "tunes": self.file_tunes.get(name, 0)}
+                for path, name in zip(s.files, s.names)
+            ],
+        }
+
+
+def _pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 2) if whole else 0.0
+
+
+def _sorted_counts(c: Counter) -> list[tuple[str, int]]:
+    """Most common first, ties by name, so that the report is deterministic."""
+    return sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def _provenance() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        m21 = version("music21")
+    except PackageNotFoundError:  # pragma: no cover - music21 is a dependency
+        m21 = None
+    return {"folkrnn": __version__, "music21": m21, "python": platform.python_version()}
+
+
+# -- building ------------------------------------------------------------------------------
+
+
+def _progress(total: int | None, desc: str, unit: str, enabled: bool | None):
+    from tqdm import tqdm
+
+    # disable=None: shown only when stderr is a terminal, unless asked for explicitly
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=(None if enabled is None else not enabled))
+
+
+def _iter_source(source: Source, progress: bool | None) -> Iterator[TuneRecord]:
+    if source.kind in ("music21", "abc", "folder"):
+        with _progress(len(source.files), source.spec, "file", progress) as bar:
+            yield from _read_abc_files(source, bar)
+    elif source.kind in ("thesession-json", "thesession-csv"):
+        rows = _session_rows(source.files[0], source.kind)
+        with _progress(len(rows), source.spec, "tune", progress) as bar:
+            yield from _read_session(source, rows, bar)
+    else:
+        with _progress(None, source.spec, "tune", progress) as bar:
+            yield from _read_data_v2(source, bar)
+
+
+def build_corpus(
+    sources: Sequence[str] | None = None,
+    *,
+    vocab: Vocabulary | None = None,
+    max_examples: int = 5,
+    progress: bool | None = None,
+) -> CorpusResult:
+    """Read `sources` (default `DEFAULT_SOURCES`) into one deduplicated v2 corpus.
+
+    Every source is resolved before any is read, so a typo fails fast. Kept tunes are
+    validated against `vocab` (default: the v2 vocabulary) whatever their source.
+    `progress`: tqdm bars on stderr (None: only when stderr is a terminal).
+    Returns the kept tunes, as token tuples ``(M:.., K:.., body...)``, and the report.
+    """
+    specs = list(DEFAULT_SOURCES if sources is None else sources)
+    if not specs:
+        raise FolkRNNError("no sources given")
+    if max_examples < 0:
+        raise FolkRNNError(f"max_examples must be >= 0, got {max_examples}")
+    vocab = Vocabulary.v2() if vocab is None else vocab
+    resolved = [resolve_source(s) for s in specs]
+    hashes = {p: _sha256(p) for s in resolved for p in s.files}
+
+    tunes: list[tuple[str, ...]] = []
+    first_seen: dict[tuple[str, ...], dict] = {}
+    all_stats: list[_Stats] = []
+    for source in resolved:
+        stats = _Stats(source, max_examples)
+        all_stats.append(stats)
+        for t in _iter_source(source, progress):
+            stats.seen(t)
+            if t.tokens is None:
+                reason = t.reason or "unexplained"
+                detail = t.detail or "the ABC reader gave no detail"
+                if not t.reason:
+                    log.warning("%s:%s: tune rejected without a reason", t.file, t.line)
+                stats.reject(t, reason, detail)
+                continue
+            problem = _validate(t.tokens, vocab)
+            if problem is not None:
+                stats.reject(t, *problem)
+                continue
+            if t.tokens in first_seen:
+                stats.duplicate(t, first_seen[t.tokens])
+                continue
+            first_seen[t.tokens] = {"source": source.spec, **_example(t)}
+            tunes.append(t.tokens)
+            stats.keep(t.tokens)
+        log.info("%s: read %d, kept %d", source.spec, stats.read, stats.kept)
+
+    per_source = [s.to_dict(hashes) for s in all_stats]
+    rejected: Counter = Counter()
+    for s in all_stats:
+        rejected.update(s.reject_count)
+    read = sum(s.read for s in all_stats)
+    report = {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "sources": specs,
+        "provenance": _provenance(),
+        "vocabulary_size": len(vocab),
+        "totals": {
+            "read": read,
+            "kept": len(tunes),
+            "kept_pct": _pct(len(tunes), read),
+            "duplicates": sum(s.n_duplicates for s in all_stats),
+            "rejected": dict(_sorted_counts(rejected)),
+            "rejected_total": sum(rejected.values()),
+            "tokens": sum(s.tokens for s in all_stats),
+        },
+        "per_source": per_source,
+    }
+    return CorpusResult(tunes, report)
+
+
+def format_summary(report: dict, top: int = 3) -> str:
+    """A small table of a corpus report: per source read, kept, kept %, top rejections.
+
+    >>> rep = {"per_source": [{"source": "a.abc", "read": 4, "kept": 3, "kept_pct": 75.0,
+    ...   "duplicates": {"count": 0}, "rejected": {"meter": {"count": 1}}}],
+    ...   "totals": {"read": 4, "kept": 3, "kept_pct": 75.0, "duplicates": 0, "tokens": 99,
+    ...   "rejected": {"meter": 1}}}
+    >>> print(format_summary(rep))
+    source  read  kept  kept %  dup  top rejections
+    a.abc      4     3    75.0    0  meter 1
+    total      4     3    75.0    0  meter 1
+    tokens kept: 99
+    """
+    rows = [("source", "read", "kept", "kept %", "dup", "top rejections")]
+
+    def reasons(items: Iterable[tuple[str, int]]) -> str:
+        items = list(items)
+        return ", ".join(f"{k} {n}" for k, n in items[:top]) + (", ..." if len(items) > top else "")
+
+    for s in report["per_source"]:
+        rej = [(k, v["count"]) for k, v in s["rejected"].items()]
+        rows.append((s["source"], str(s["read"]), str(s["kept"]), f"{s['kept_pct']:.1f}", str(s["duplicates"]["count"]), reasons(rej)))
+    t = report["totals"]
+    rows.append(("total", str(t["read"]), str(t["kept"]), f"{t['kept_pct']:.1f}", str(t["duplicates"]), reasons(t["rejected"].items())))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)] + [r[5]]
+        lines.append("  ".join(cells).rstrip())
+    lines.append(f"tokens kept: {t['tokens']}")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""The config5 trainer: recipe pieces, resume after SIGKILL, DDP over 2 CPU processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from folkrnn.checkpoint import load_checkpoint, read_metadata
+from folkrnn.errors import FolkRNNError
+from folkrnn.train import TrainConfig, choose_vocabulary, epoch_batches, split_train_valid, train
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "folkrnn_v2_generated_samples.txt"
+if not SAMPLES.exists():  # CI clones the repository next to shared/
+    SAMPLES = Path("/work/shared/data/folkrnn_v2_generated_samples.txt")
+
+TINY = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A small data_v2 file: the 64 real v2 transcriptions (plus a generated fallback)."""
+    p = tmp_path_factory.mktemp("data") / "tunes.txt"
+    if SAMPLES.exists():
+        p.write_text(SAMPLES.read_text())
+    else:
+        g = torch.Generator().manual_seed(0)
+        notes = ["C", "D", "E", "F", "G", "A", "B", "c", "2", "|"]
+        tunes = []
+        for _ in range(64):
+            n = int(torch.randint(20, 60, (1,), generator=g))
+            body = [notes[int(i)] for i in torch.randint(0, len(notes), (n,), generator=g)]
+            tunes.append(f"M:4/4\nK:Cmaj\n{' '.join(body)}\n")
+        p.write_text("\n".join(tunes))
+    return p
+
+
+def run_cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "folkrnn", *args], capture_output=True, text=True, env=env, **kw)
+
+
+def test_split_is_seeded_and_whole_batches():
+    cfg = TrainConfig(batch_size=64)
+    tr, va = split_train_valid(23_000, cfg)
+    assert len(va) % 64 == 0 and len(va) == 1152  # 5% of 23,000 = 1,150 -> 18 batches
+    assert sorted(tr + va) == list(range(23_000))
+    assert split_train_valid(23_000, cfg) == (tr, va)
+    assert split_train_valid(23_000, TrainConfig(split_seed=7))[1] != va
+
+
+def test_batches_are_length_buckets_and_reproducible():
+    cfg = TrainConfig(batch_size=8)
+    lengths = [10 + (i * 7919) % 50 for i in range(200)]
+    b1 = epoch_batches(lengths, 3, cfg)
+    assert b1 == epoch_batches(lengths, 3, cfg)
+    assert b1 != epoch_batches(lengths, 4, cfg)
+    assert sorted(i for b in b1 for i in b) == list(range(200))
+    spreads = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in b1]
+    assert sum(spreads) / len(spreads) <= 2  # near-equal lengths within a batch
+
+
+def test_lr_schedule():
+    d = TrainConfig()
+    assert d.lr_at(0) == d.lr_at(20) == 0.003
+    assert d.lr_at(21) == pytest.approx(0.003 * 0.97)
+    assert TrainConfig(lr_schedule="constant").lr_at(90) == 0.003
+
+
+def test_vocabulary_choice():
+    assert len(choose_vocabulary([["M:4/4", "K:Cmaj", "C"]], "auto")) == 137
+    v = choose_vocabulary([["M:5/4", "K:Cmaj", "C"]], "auto")
+    assert "M:5/4" in v and len(v) == 5
+    with pytest.raises(FolkRNNError, match="M:5/4"):
+        choose_vocabulary([["M:5/4", "K:Cmaj", "C"]], "v2")
+
+
+def test_bad_options_are_one_line_errors(data, tmp_path):
+    r = run_cli("train", str(data), "-o", str(tmp_path / "r"), "--lr", "-1")
+    assert r.returncode == 2 and "learning rate" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("train", str(data), "-o", str(tmp_path / "r2"), "--resume")
+    assert r.returncode == 2 and "nothing to resume" in r.stderr
+
+
+def test_train_writes_run_and_learns(data, tmp_path):
+    cfg = TrainConfig(hidden_size=32, num_layers=2, batch_size=8, epochs=4, dropout=0.0)
+    last = train(data, tmp_path / "run", cfg, progress=False)
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("iteration,epoch")
+    hist = read_metadata(tmp_path / "run" / "best.safetensors")["training"]["history"]
+    assert hist[-1]["valid_nll"] < hist[0]["valid_nll"] < 4.92  # below uniform over 137 tokens
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    ck = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert ck.metadata["training"]["train_config"]["batch_size"] == 8
+    assert last["valid_nll"] == hist[-1]["valid_nll"]
+    with pytest.raises(FolkRNNError, match="already holds a run"):
+        train(data, tmp_path / "run", cfg, progress=False)
+
+
+def test_resume_after_sigkill_reaches_same_weights(data, tmp_path):
+    args = ["train", str(data), *TINY, "--epochs", "12", "--checkpoint-every", "1", "--seed", "3"]
+    ref = run_cli(*args, "-o", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "folkrnn", *args, "-o", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "state.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    done = read_metadata_state(run)
+    assert 0 < done < 12 * 15, done
+
+    r = run_cli(*args, "-o", str(run), "--resume")
+    assert r.returncode == 0, r.stderr
+    a = load_file(str(tmp_path / "ref" / "last.safetensors"))
+    b = load_file(str(run / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def read_metadata_state(run: Path) -> int:
+    import json
+
+    with open(run / "state.safetensors", "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(json.loads(f.read(n))["__metadata__"]["state"])["iteration"]
+
+
+def _torchrun(*args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "folkrnn", "train", *args], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_single(data, tmp_path):
+    common = [str(data), "--hidden", "24", "--layers", "2", "--batch-size", "8", "--dropout", "0", "--no-progress"]
+    # One update: the same gradient, so the same weights up to float summation order.
+    assert run_cli("train", *common, "--max-iterations", "1", "-o", str(tmp_path / "one1")).returncode == 0
+    _torchrun(*common, "--max-iterations", "1", "-o", str(tmp_path / "two1"))
+    a = load_file(str(tmp_path / "one1" / "last.safetensors"))
+    b = load_file(str(tmp_path / "two1" / "last.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    # Whole epochs: RMSprop's first steps magnify float noise, so compare losses, not weights.
+    r = run_cli("train", *common, "--epochs", "3", "-o", str(tmp_path / "one"))
+    assert r.returncode == 0, r.stderr
+    _torchrun(*common, "--epochs", "3", "-o", str(tmp_path / "two"))
+    two = read_metadata(tmp_path / "two" / "last.safetensors")["training"]
+    one = read_metadata(tmp_path / "one" / "last.safetensors")["training"]
+    assert two["world_size"] == 2 and two["replicas_identical"] is True
+    assert two["history"][-1]["valid_nll"] == pytest.approx(one["history"][-1]["valid_nll"], rel=0.03)
