@@ -1,7 +1,12 @@
 """Model checkpoints: one safetensors file, weights plus self-describing JSON metadata.
 
 The metadata (in the safetensors header, key `folkrnn`) carries the format version,
-the model config, the vocabulary, and whatever history/provenance the writer adds.
+the model config, the vocabulary, and whatever history/provenance the writer adds
+(`training` from the trainer, `source` from the Lasagne importer).
+
+`load_model(spec)` is what `-m MODEL` means everywhere: a `.safetensors` checkpoint,
+a folk-rnn Lasagne `.pkl` (see `folkrnn.legacy`), or `default`, the model shipped in
+the package. `parameter_table` describes every weight matrix for `folkrnn info`.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ def save_checkpoint(path: str | Path, model: FolkRNN, vocab: Vocabulary, metadat
         raise FolkRNNError(f"vocabulary has {len(vocab)} tokens but the model expects {model.config.vocab_size}")
     meta = dict(metadata or {})
     meta.update(format=FORMAT, format_version=FORMAT_VERSION, config=model.config.to_dict(), vocabulary=list(vocab.tokens))
+    if dtype not in (torch.float32, torch.float16):
+        raise FolkRNNError(f"checkpoint weights are stored as float32 or float16, not {dtype}")
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"folkrnn": json.dumps(meta)}))
 
@@ -86,12 +93,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         vocab = Vocabulary(meta["vocabulary"])
     except (KeyError, TypeError) as e:
         raise FolkRNNError(f"{path}: checkpoint metadata lacks {e}") from None
+    except FolkRNNError as e:  # bad config values or vocabulary: name the file
+        raise FolkRNNError(f"{path}: {e}") from None
     if len(vocab) != config.vocab_size:
         raise FolkRNNError(f"{path}: vocabulary has {len(vocab)} tokens but the config says {config.vocab_size}")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise FolkRNNError(f"{path}: corrupt or truncated checkpoint ({e})") from None
+        raise FolkRNNError(f"{path}: corrupt or truncated checkpoint ({_one_line(e)})") from None
     model = FolkRNN(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -108,3 +117,101 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(device).eval()
     return Checkpoint(model, vocab, meta)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+# -- `-m MODEL` ------------------------------------------------------------------------
+DEFAULT_NAME = "default"
+DEFAULT_FILE = "folkrnn_v2_default.safetensors"
+NO_DEFAULT = "no default model is shipped yet; train one with `folkrnn train` or pass -m FILE"
+
+
+def default_model_path() -> Path | None:
+    """The model shipped in the package (`folkrnn/data/folkrnn_v2_default.safetensors`), if any."""
+    from importlib import resources
+
+    ref = resources.files("folkrnn.data").joinpath(DEFAULT_FILE)
+    try:
+        # A wheel installed as files (the normal case) gives a real path.
+        path = Path(str(ref))
+    except TypeError:
+        return None
+    return path if path.is_file() else None
+
+
+def resolve_model_path(spec: str | Path) -> Path:
+    """`default` or a file name -> an existing file (FolkRNNError otherwise)."""
+    if str(spec) == DEFAULT_NAME:
+        path = default_model_path()
+        if path is None:
+            raise FolkRNNError(NO_DEFAULT)
+        return path
+    path = Path(spec)
+    if not path.exists():
+        raise FolkRNNError(f"{path}: no such model file (pass a .safetensors checkpoint, a folk-rnn .pkl, or `default`)")
+    if path.is_dir():
+        raise FolkRNNError(f"{path}: is a directory, not a model file")
+    return path
+
+
+def is_pickle(path: Path) -> bool:
+    """A Lasagne pickle by name, or by its first byte (the PROTO opcode, 0x80)."""
+    if path.suffix.lower() in (".pkl", ".pickle"):
+        return True
+    if path.suffix.lower() == ".safetensors":
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
+def load_model(spec: str | Path = DEFAULT_NAME, device: str | torch.device = "cpu") -> Checkpoint:
+    """What `-m MODEL` names: `default`, a `.safetensors` checkpoint or a folk-rnn `.pkl`.
+
+    The model comes back in eval mode on `device`."""
+    path = resolve_model_path(spec)
+    if is_pickle(path):
+        from folkrnn.legacy import load_lasagne_pickle
+
+        ckpt = load_lasagne_pickle(path)
+        ckpt.model.to(device).eval()
+        return ckpt
+    ckpt = load_checkpoint(path, device)
+    ckpt.metadata.setdefault("file", str(path))
+    return ckpt
+
+
+# -- description (`folkrnn info`) -----------------------------------------------------
+@dataclass(frozen=True)
+class MatrixInfo:
+    """One row of the parameter table: a tensor, or one gate's slice of it."""
+
+    name: str
+    shape: tuple[int, ...]
+    count: int
+    norm: float  # Frobenius norm (L2 for vectors)
+    trainable: bool  # False for the learned initial states, which the 5,599,881 leave out
+
+
+def parameter_table(model: FolkRNN, per_gate: bool = True) -> list[MatrixInfo]:
+    """Every parameter tensor, with each LSTM tensor also split into its four gates.
+
+    Gate rows are named `layers.l.weight_ih[i]` etc. (i input, f forget, g cell, o
+    output) and are not counted again in totals (their `count` is informative)."""
+    from folkrnn.model import GATES
+
+    rows: list[MatrixInfo] = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            initial = name.rsplit(".", 1)[-1] in ("c0", "h0")
+            t = p.detach().float()
+            rows.append(MatrixInfo(name, tuple(t.shape), t.numel(), float(t.norm()), not initial))
+            if per_gate and name.rsplit(".", 1)[-1] in ("weight_ih", "weight_hh", "bias"):
+                for k, chunk in enumerate(t.chunk(4, dim=0)):
+                    rows.append(MatrixInfo(f"{name}[{GATES[k]}]", tuple(chunk.shape), chunk.numel(), float(chunk.norm()), not initial))
+    return rows

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -244,10 +243,14 @@ def _record(r, file: str, line: int | None = None) -> TuneRecord:
 
 def _read_abc_files(source: Source, bar) -> Iterator[TuneRecord]:
     _, read_abc_file = _codec()
+    per_tune = len(source.files) == 1  # one big file: count tunes, not files
     for path, name in zip(source.files, source.names):
         for r in read_abc_file(path):
             yield _record(r, name)
-        bar.update(1)
+            if per_tune:
+                bar.update(1)
+        if not per_tune:
+            bar.update(1)
 
 
 def _session_text(value: object) -> str:
@@ -258,11 +261,18 @@ def _session_text(value: object) -> str:
 def _session_abc(abc: str) -> str:
     r"""The abc field of a thesession dump with its line breaks made real.
 
-    >>> _session_abc("|:GAB c2:|\r\n|:d2 e:|\\r\\nf|")
-    '|:GAB c2:|\n|:d2 e:|\nf|'
+    Blank lines go too: in ABC a blank line ends the tune, and the field is one tune's
+    body, so a part after a blank line would otherwise be lost.
+
+    >>> _session_abc("|:GAB c2:|\r\n|:d2 e:|\\r\\nf|\r\n\r\n|:g")
+    '|:GAB c2:|\n|:d2 e:|\nf|\n|:g'
     """
     abc = abc.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\r", "\n")
-    return abc.replace("\r\n", "\n").replace("\r", "\n")
+    abc = abc.replace("\r\n", "\n").replace("\r", "\n")
+    return _BLANK_LINES.sub("\n", abc)
+
+
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
 
 
 def _session_rows(path: Path, kind: str) -> list[dict]:
@@ -487,7 +497,8 @@ def _progress(total: int | None, desc: str, unit: str, enabled: bool | None):
 
 def _iter_source(source: Source, progress: bool | None) -> Iterator[TuneRecord]:
     if source.kind in ("music21", "abc", "folder"):
-        with _progress(len(source.files), source.spec, "file", progress) as bar:
+        one = len(source.files) == 1
+        with _progress(None if one else len(source.files), source.spec, "tune" if one else "file", progress) as bar:
             yield from _read_abc_files(source, bar)
     elif source.kind in ("thesession-json", "thesession-csv"):
         rows = _session_rows(source.files[0], source.kind)

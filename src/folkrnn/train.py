@@ -53,6 +53,7 @@ class TrainConfig:
 
     epochs: int = 100
     batch_size: int = 64
+    optimizer: str = "rmsprop"  # "rmsprop": Lasagne's formula (eps inside the sqrt), as config5 ran; "rmsprop-torch"; "adam"
     learning_rate: float = 0.003
     rho: float = 0.9
     eps: float = 1e-6
@@ -83,6 +84,7 @@ class TrainConfig:
             (self.learning_rate > 0, "learning rate must be > 0"),
             (0 < self.rho < 1, "rho must be in (0, 1)"),
             (self.eps > 0, "eps must be > 0"),
+            (self.optimizer in ("rmsprop", "rmsprop-torch", "adam"), "optimizer must be rmsprop, rmsprop-torch or adam"),
             (self.lr_schedule in ("decay", "constant"), "lr schedule must be 'decay' or 'constant'"),
             (0 < self.lr_decay <= 1, "lr decay must be in (0, 1]"),
             (self.clip >= 0, "clip must be >= 0 (0 = off)"),
@@ -157,6 +159,40 @@ def make_batch(seqs: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, t
         ids[i, : len(s)] = torch.tensor(s)
         tgt[i, : len(s)] = torch.tensor(s)
     return ids[:, :-1], tgt[:, 1:]
+
+
+class LasagneRMSprop(torch.optim.Optimizer):
+    """RMSprop as Lasagne computes it: p -= lr * g / sqrt(acc + eps).
+
+    torch's RMSprop adds eps outside the square root (sqrt(acc) + eps); with eps=1e-6
+    that lets parameters with near-zero gradients take full-size steps, which the
+    original recipe never did (its floor is sqrt(1e-6) = 1e-3)."""
+
+    def __init__(self, params, lr: float = 0.003, rho: float = 0.9, eps: float = 1e-6):
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        for group in self.param_groups:
+            lr, rho, eps = group["lr"], group["rho"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if "square_avg" not in st:
+                    st["square_avg"] = torch.zeros_like(p)
+                acc = st["square_avg"]
+                acc.mul_(rho).addcmul_(p.grad, p.grad, value=1 - rho)
+                p.addcdiv_(p.grad, (acc + eps).sqrt_(), value=-lr)
+        return None
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return LasagneRMSprop(params, lr=cfg.lr_at(0), rho=cfg.rho, eps=cfg.eps)
+    if cfg.optimizer == "rmsprop-torch":
+        return torch.optim.RMSprop(params, lr=cfg.lr_at(0), alpha=cfg.rho, eps=cfg.eps)
+    return torch.optim.Adam(params, lr=cfg.lr_at(0))
 
 
 # -- distributed --------------------------------------------------------------------
@@ -247,7 +283,7 @@ class Trainer:
         self.model = FolkRNN(mc)
         self.model.reset_parameters(torch.Generator().manual_seed(cfg.seed), forget_bias=cfg.forget_bias)
         self.model.to(self.device)
-        self.optimizer = torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr_at(0), alpha=cfg.rho, eps=cfg.eps)
+        self.optimizer = make_optimizer(self.model.parameters(), cfg)
         self.epoch = 0
         self.batch_in_epoch = 0
         self.iteration = 0

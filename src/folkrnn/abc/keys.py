@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from folkrnn.errors import FolkRNNError
 from folkrnn.tokens import LETTERS, NATURAL
@@ -53,6 +54,7 @@ _CLEF_WORDS = {"treble", "bass", "alto", "tenor", "perc", "none", "bass3", "alto
 
 _TONIC = re.compile(r"\s*([A-Ga-g])(#|b|♯|♭)?")
 _EXPLICIT = re.compile(r"(\^\^|\^|=|__|_)([A-Ga-g])$")
+_ACCS = re.compile(r"(?:(?:\^\^|\^|=|__|_)[A-Ga-g])+")
 
 
 class KeyError_(FolkRNNError):
@@ -128,10 +130,15 @@ def _mode_word(low: str) -> str | None:
     return _MODE_WORDS.get(low[:3]) if len(low) >= 3 else None
 
 
+_OPTIONS = ("clef", "middle", "transpose", "stafflines", "staffscale", "cue", "t", "m")
+
+
 def is_clef_only(value: str) -> bool:
-    """True for a K: field that only sets clef/options (`K:bass`, `[K:clef=alto]`)."""
+    """True for a K: field that only sets the clef or staff options (`K:bass`,
+    `[K:clef=alto]`), which leaves the key as it is."""
     words = value.split("%", 1)[0].split()
-    return bool(words) and all(w.lower() in _CLEF_WORDS or "=" in w for w in words)
+    return bool(words) and all(w.lower() in _CLEF_WORDS or w.split("=", 1)[0].lower() in _OPTIONS and "=" in w
+                               for w in words)
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,12 @@ def parse_key_field(value: str) -> Key:
         em = _EXPLICIT.match(w)
         if em:
             explicit[LETTERS.index(em.group(2).upper())] = ACC_VALUE[em.group(1)]
+        elif first and _mode_word(re.split(r"[_^=]", low, maxsplit=1)[0]) not in (None, "exp") and _ACCS.fullmatch(w[len(re.split(r"[_^=]", w, maxsplit=1)[0]):]):
+            # A mode with accidentals glued on: `Dmix=c`.
+            head = re.split(r"[_^=]", w, maxsplit=1)[0]
+            mode = _mode_word(head.lower())  # type: ignore[assignment]
+            for acc, letter in re.findall(r"(\^\^|\^|=|__|_)([A-Ga-g])", w[len(head):]):
+                explicit[LETTERS.index(letter.upper())] = ACC_VALUE[acc]
         elif "=" in w:
             opt, _, val = w.partition("=")
             opt = opt.lower()
@@ -198,7 +211,7 @@ def parse_key_field(value: str) -> Key:
                     octave = int(val)
                 except ValueError:
                     raise KeyError_("key", f"K:{text}: bad octave={val}") from None
-            elif opt not in ("clef", "middle", "transpose", "stafflines", "staffscale", "t", "m", "cue"):
+            elif opt not in _OPTIONS:
                 raise KeyError_("key", f"K:{text}: unknown clause {w}")
         elif first and w.isalpha() and _mode_word(low) is not None:
             if low.startswith("exp"):
@@ -250,10 +263,10 @@ def moves(src: Tonic, dst: Tonic) -> list[Move]:
     return ordered[:3]
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(NamedTuple):
     """A written note before spelling: diatonic step (C4 = 28), sounding MIDI pitch,
-    and whether the source wrote an accidental on it."""
+    and whether the source wrote an accidental on it. (A NamedTuple: the reader makes
+    one per note, and it is cheaper than a dataclass.)"""
 
     step: int
     midi: int
@@ -302,14 +315,14 @@ def spell(items: Iterable[str | Note], move: Move, signature: tuple[int, ...]) -
                 held.clear()
             yield it  # type: ignore[misc]
             continue
-        step = it.step + dstep  # type: ignore[union-attr]
+        # Plain (step, midi, explicit) tuples are accepted too: the reader makes them.
+        step = it[0] + dstep
         if not 0 <= step < 84:
             raise ValueError("pitch out of range")
-        midi = it.midi + dsemi  # type: ignore[union-attr]
-        alt = midi - _NATURAL_OF_STEP[step]
+        alt = it[1] + dsemi - _NATURAL_OF_STEP[step]
         if not -2 <= alt <= 2:
             raise ValueError(f"needs alteration {alt}")
-        if it.explicit:  # type: ignore[union-attr]
+        if it[2]:
             held[step] = alt
             yield ACC_TEXT[alt] + _NAME_OF_STEP[step]
         else:

@@ -13,6 +13,8 @@ scan as small `Token`s that keep their source text, for tests and debugging.
  ('space', ' '), ('bar', ':|2')]
 >>> [t.text for t in lex("[K:G] [1 A,,3/- | [|  :: |] .|")]
 ['[K:G]', ' ', '[1', ' ', 'A,,3/', '-', ' ', '|', ' ', '[|', '  ', '::', ' ', '|]', ' ', '.|']
+>>> [t.kind for t in lex("+E3A3+2 +trill+A +ff+")]
+['plus_chord', 'space', 'decoration', 'note', 'space', 'decoration']
 >>> note_parts(next(BODY_RE.finditer("^^f'//")))
 ('^^', 'f', "'", '//')
 >>> length("3/2"), length("/"), length("//"), length(""), length("3//")
@@ -31,13 +33,14 @@ _LEN = r"\d*(?:/\d*)*"
 # (kind, pattern). Order matters: bars before decorations (`.|`), inline fields and
 # endings before chords (`[K:`, `[1`, `[|` all start with `[`).
 PATTERNS: tuple[tuple[str, str], ...] = (
-    ("space", r"[ \t`y$\\*]+"),
+    # `[|]` (invisible bar) right before a real bar only decorates it.
+    ("space", r"[ \t`y$\\*]+|\[\|\](?=[ \t]*:*\|)"),
     ("comment", r"%.*"),
     ("annotation", r'"[^"]*"?'),  # chord symbols and text annotations
     ("field", r"\[[A-Za-z]:[^\]]*\]?"),  # inline field [K:G]
     # A bar: `|`, `||`, `|]`, `[|`, `.|`, with repeat colons either side, `::`, then
     # an optional ending number (`|1`, `:|2`, `| [2`, `|1,2`).
-    ("bar", r"(?::*(?:\[\||\|\]|\||\.\|)+:*|::+)(?:[ \t]*\[?\d[\d,\-]*)?"),
+    ("bar", r"(?::*(?:\[\|\]|\[\||\|\]|\||\.\|)+:*|::+)(?:[ \t]*\[?\d[\d,\-]*)?"),
     ("ending", r"\[\d[\d,\-]*"),  # `[2` not attached to a bar
     ("note", r"(\^\^|\^|=|__|_)?([A-Ga-g])([,']*)(" + _LEN + ")"),
     ("rest", r"[zx](" + _LEN + ")"),
@@ -49,6 +52,8 @@ PATTERNS: tuple[tuple[str, str], ...] = (
     ("tie", r"-"),
     ("broken", r"[<>]+"),
     ("grace", r"\{[^}]*\}?"),
+    # ABC 1.6 chords `+CEG+` (two or more notes; `+ff+` is the dynamic).
+    ("plus_chord", r"\+(?![fF]+\+)((?:(?:\^\^|\^|=|__|_)?[A-Ga-g][,']*" + _LEN + r"){2,})\+(" + _LEN + ")"),
     ("decoration", r"![^!\s]*!|\+[^+\s]*\+|[~.H-Wh-w!+]"),
     ("overlay", r"&"),
     ("other", r"."),
@@ -63,6 +68,7 @@ G_REST_LEN = G["rest"] + 1
 G_MREST = G["measure_rest"] + 1
 G_CHORD_LEN = G["chord_end"] + 1
 G_TUP_P, G_TUP_Q, G_TUP_R = G["tuplet"] + 1, G["tuplet"] + 2, G["tuplet"] + 3
+G_PLUS_NOTES, G_PLUS_LEN = G["plus_chord"] + 1, G["plus_chord"] + 2
 
 # A bar's own parts: the bar proper and its ending number.
 BAR_PARTS = re.compile(r"([^\d\[ \t]*(?:\[\|[^\d \t]*)?)[ \t]*\[?(\d[\d,\-]*)?$")

@@ -31,10 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from folkrnn.corpus import build_corpus, format_summary
     from folkrnn.errors import FolkRNNError
 
+    if args.examples < 0:
+        raise FolkRNNError(f"--examples must be 0 or more, got {args.examples}")
     result = build_corpus(args.sources or None, max_examples=args.examples, progress=False if args.quiet else None)
     kept = len(result.tunes)
     if not args.quiet:
         print(format_summary(result.report))
+        sys.stdout.flush()  # keep the table before the stderr lines when both go to a terminal
     if kept == 0:
         if args.report:
             result.write_report(args.report, output=None)

@@ -13,6 +13,9 @@ length times the duration after `]`.
 
 Rules (see docs/evaluate.md):
 - a bar is the music between two bar tokens; empty spans (`:| |:`) are not bars;
+- sections start after `|:` and `:|`, after a second ending (as many bars as the
+  first), and between two short bars that add up to one bar (the complement and
+  pickup around an ABC `||`, which v2 writes as `|`);
 - the first bar of a section (hence of the tune) may be a pickup (shorter than the
   meter); the last bar of a section, or of each `|1`/`|2` ending, may be shorter
   than the meter when it is the complement of the section's own pickup, of the
@@ -165,6 +168,7 @@ class TuneReport:
     pitch_low: int | None  # MIDI
     pitch_high: int | None
     stray: int  # tokens that attach to nothing (a duration after a bar line...)
+    unmarked_boundaries: int = 0  # sections started by a complement + pickup pair with no mark
     title: str = ""
     source: str = ""
     extra: dict = field(default_factory=dict, compare=False)  # novelty etc., filled by the corpus pass
@@ -202,6 +206,7 @@ class TuneReport:
             "pitch_high": self.pitch_high,
             "pitch_range": self.pitch_range,
             "stray_tokens": self.stray,
+            "unmarked_boundaries": self.unmarked_boundaries,
         }
         if self.title:
             out["title"] = self.title
@@ -446,8 +451,9 @@ class _Part:
         return self.body + self.e1 + self.e2
 
 
-def _parts(seps: list[list[str]], nbars: int) -> list[_Part]:
-    """Split the bars into sections at repeat marks and the end of second endings."""
+def _parts(seps: list[list[str]], nbars: int, splits: frozenset[int] = frozenset()) -> list[_Part]:
+    """Split the bars into sections at repeat marks, the end of second endings and `splits`
+    (bars that start a section although no mark says so)."""
     parts: list[_Part] = []
     cur = _Part()
     state = "body"
@@ -461,7 +467,7 @@ def _parts(seps: list[list[str]], nbars: int) -> list[_Part]:
         state = "body"
 
     for i in range(nbars + 1):  # seps[nbars] holds the marks after the last bar
-        if state == "e2" and e2_left <= 0:
+        if state == "e2" and e2_left <= 0 or (i in splits and state == "body"):
             close()
         for t in seps[i]:
             if t == REPEAT_END:
@@ -562,7 +568,8 @@ def analyse_tune(tokens, index: int = 0, form: FormConfig = DEFAULT_FORM, scan: 
         scan = _scan(tokens)
     bars = scan.bars
     nb = len(bars)
-    parts = _parts(scan.seps, nb)
+    splits = _split_bars(bars, scan.seps)
+    parts = _parts(scan.seps, nb, splits)
 
     # A lone short bar before a `|:` is the next section's pickup, not a section.
     merged: list[_Part] = []
@@ -686,7 +693,25 @@ def analyse_tune(tokens, index: int = 0, form: FormConfig = DEFAULT_FORM, scan: 
         pitch_low=min(pitches) if pitches else None,
         pitch_high=max(pitches) if pitches else None,
         stray=scan.stray,
+        unmarked_boundaries=len(splits),
     )
+
+
+def _split_bars(bars, seps) -> frozenset[int]:
+    """Bars that start an unmarked section: a short bar right after a short bar, the two
+    adding up to one bar (complement + pickup around an ABC `||`, which v2 writes `|`),
+    between full bars (so that a run of half-length bars is not read as many sections)."""
+    out = set()
+    n = len(bars)
+    for b in range(1, n - 1):
+        l1, e1 = bars[b][2], bars[b][3]
+        l2, e2 = bars[b + 1][2], bars[b + 1][3]
+        if not (0 < l1 < e1 and 0 < l2 < e2 and e1 == e2 and l1 + l2 == e1 and seps[b + 1] == ["|"]):
+            continue
+        if bars[b - 1][2] != bars[b - 1][3] or (b + 2 < n and bars[b + 2][2] != bars[b + 2][3]):
+            continue
+        out.add(b + 1)
+    return frozenset(out)
 
 
 def _is_lone_pickup(p: _Part, bars) -> bool:

@@ -1,0 +1,310 @@
+"""Import the original folk-rnn weights: a Theano/Lasagne pickle (SPEC §3) -> `Checkpoint`.
+
+The release's `metadata/folkrnn_v2.pkl` (and the same-layout "worepeats" and Swedish
+models) is a Python 2 pickle of a dict holding `token2idx` and `param_values`, a list of
+1 + 14 L + 2 numpy arrays in Lasagne's row-vector convention (input @ W):
+
+    [0]            the input "embedding" (V x V identity: one-hot input)
+    [k .. k+11]    per layer l, k = 1 + 14 l: (W_in_to_gate n_in x H, W_hid_to_gate H x H,
+                   b_gate H) for the gates ingate, forgetgate, cell, outgate
+    [k+12, k+13]   cell_init, hid_init (1 x H): the learned initial state
+    [-2, -1]       softmax W (H x V) and b (V)
+
+Our `weight_ih` stacks the transposed gate blocks in the same order (i, f, g, o). A
+pickle can run code while it loads, so `RestrictedUnpickler` admits numpy arrays,
+numpy scalars and dtypes and plain containers, and refuses every other global before
+anything is called.
+
+Sizes are read from the arrays (the Swedish model has its own vocabulary size). When a
+pickle's vocabulary is the v2 vocabulary in another order, rows and columns are
+permuted into the canonical `Vocabulary.v2()` order, which is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from folkrnn.checkpoint import Checkpoint
+from folkrnn.errors import FolkRNNError
+from folkrnn.model import FolkRNN, ModelConfig
+from folkrnn.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+ARRAYS_PER_LAYER = 14
+GATE_NAMES = ("ingate", "forgetgate", "cell", "outgate")  # Lasagne's names, our i, f, g, o
+
+
+def _latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise FolkRNNError("refusing _codecs.encode other than (str, 'latin1')")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    try:  # numpy >= 2 keeps these in numpy._core; pickles from numpy 1 / Python 2 say numpy.core
+        from numpy._core import multiarray as ma
+    except ImportError:  # pragma: no cover - numpy 1
+        from numpy.core import multiarray as ma  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], Any] = {}
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "_reconstruct")] = ma._reconstruct
+        allowed[(mod, "scalar")] = ma.scalar
+    for mod in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "ndarray")] = np.ndarray
+        allowed[(mod, "dtype")] = np.dtype
+    # Python 3 writes an array's raw bytes at protocol 2 as _codecs.encode(text, 'latin1');
+    # admitted only in that form, so it can do nothing but make bytes.
+    allowed[("_codecs", "encode")] = _latin1_bytes
+    for mod in ("__builtin__", "builtins"):  # Python 2 / 3 spelling of plain containers
+        allowed[(mod, "set")] = set
+        allowed[(mod, "frozenset")] = frozenset
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only numpy array/scalar/dtype constructors and sets.
+
+    Anything else (`os.system`, `builtins.eval`, a Theano class...) raises FolkRNNError
+    naming the global, before it is called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise FolkRNNError(
+                f"refusing to load {module}.{name}: a folk-rnn weights pickle may hold only numpy arrays, "
+                "numpy scalars and plain containers"
+            ) from None
+
+
+def safe_load(data: bytes, where: str = "pickle") -> Any:
+    """Unpickle `data` (Python 2 strings read as latin-1) with `RestrictedUnpickler`."""
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except FolkRNNError as e:
+        raise FolkRNNError(f"{where}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, MemoryError, OverflowError, UnicodeDecodeError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise FolkRNNError(f"{where}: not a readable folk-rnn pickle (truncated or corrupt: {msg})") from None
+
+
+def _text(key: Any) -> str:
+    # Python 2 `str` keys arrive as latin-1 str (encoding='latin1') or as bytes.
+    if isinstance(key, bytes):
+        return key.decode("latin1")
+    if isinstance(key, str):
+        return key
+    raise TypeError(type(key).__name__)
+
+
+def _get(d: dict, key: str) -> Any:
+    for k in (key, key.encode("latin1")):
+        if k in d:
+            return d[k]
+    raise KeyError(key)
+
+
+def vocabulary_from_token2idx(token2idx: Any, where: str) -> Vocabulary:
+    """`token2idx` (token -> index, indices 0..V-1 each once) -> the Vocabulary in index order."""
+    if not isinstance(token2idx, dict) or not token2idx:
+        raise FolkRNNError(f"{where}: token2idx is not a non-empty dict")
+    by_index: dict[int, str] = {}
+    for tok, idx in token2idx.items():
+        try:
+            t = _text(tok)
+        except TypeError:
+            raise FolkRNNError(f"{where}: token2idx has a non-string token {tok!r}") from None
+        if isinstance(idx, (bool, np.bool_)) or not isinstance(idx, (int, np.integer)):
+            raise FolkRNNError(f"{where}: token2idx maps {t!r} to a non-integer {idx!r}")
+        idx = int(idx)
+        if idx in by_index:
+            raise FolkRNNError(f"{where}: token2idx gives index {idx} to both {by_index[idx]!r} and {t!r}")
+        by_index[idx] = t
+    if sorted(by_index) != list(range(len(by_index))):
+        raise FolkRNNError(f"{where}: token2idx indices are not 0..{len(by_index) - 1}")
+    try:
+        return Vocabulary([by_index[i] for i in range(len(by_index))])
+    except FolkRNNError as e:
+        raise FolkRNNError(f"{where}: {e}") from None
+
+
+def _as_float_array(a: Any, i: int, where: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise FolkRNNError(f"{where}: param_values[{i}] is a {type(a).__name__}, not a numpy array")
+    if a.dtype.kind != "f":
+        raise FolkRNNError(f"{where}: param_values[{i}] has dtype {a.dtype}, expected a float type")
+    if not np.isfinite(a).all():
+        raise FolkRNNError(f"{where}: param_values[{i}] holds NaN or infinite values")
+    return a.astype(np.float64)
+
+
+def lasagne_to_state_dict(params: Sequence[Any], where: str = "pickle") -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Lasagne `param_values` -> (config, our state dict in float32), validating every shape.
+
+    The input embedding E (V x d) is folded into layer 0's input weights (E @ W_in):
+    with the identity of the released models this is exact; it keeps a model whose
+    embedding is not the identity correct as well."""
+    params = list(params)
+    n = len(params)
+    if n < 3 + ARRAYS_PER_LAYER or (n - 3) % ARRAYS_PER_LAYER:
+        raise FolkRNNError(f"{where}: param_values has {n} arrays; a folk-rnn LSTM model has 1 + 14 x layers + 2 (45 for v2)")
+    arrs = [_as_float_array(a, i, where) for i, a in enumerate(params)]
+    num_layers = (n - 3) // ARRAYS_PER_LAYER
+    emb = arrs[0]
+    if emb.ndim != 2:
+        raise FolkRNNError(f"{where}: param_values[0] (input embedding) has shape {emb.shape}, expected 2-D (V x V)")
+    vocab_size = emb.shape[0]
+    w_out, b_out = arrs[-2], arrs[-1]
+    if w_out.ndim != 2:
+        raise FolkRNNError(f"{where}: param_values[{n - 2}] (softmax W) has shape {w_out.shape}, expected 2-D (H x V)")
+    hidden = w_out.shape[0]
+    if hidden < 1:
+        raise FolkRNNError(f"{where}: param_values[{n - 2}] (softmax W) has no rows")
+
+    def expect(i: int, shape: tuple[int, ...], what: str) -> np.ndarray:
+        a = arrs[i]
+        if a.shape != shape:
+            raise FolkRNNError(f"{where}: param_values[{i}] ({what}) has shape {a.shape}, expected {shape}")
+        return a
+
+    expect(n - 2, (hidden, vocab_size), "softmax W")
+    expect(n - 1, (vocab_size,), "softmax b")
+    sd: dict[str, torch.Tensor] = {}
+    n_in = emb.shape[1]
+    for l in range(num_layers):
+        k = 1 + ARRAYS_PER_LAYER * l
+        w_ih, w_hh, bias = [], [], []
+        for g, gate in enumerate(GATE_NAMES):
+            w_x = expect(k + 3 * g, (n_in, hidden), f"layer {l} W_in_to_{gate}")
+            if l == 0:
+                w_x = emb @ w_x  # one-hot input: row t of E is what the layer sees
+            w_ih.append(w_x.T)
+            w_hh.append(expect(k + 3 * g + 1, (hidden, hidden), f"layer {l} W_hid_to_{gate}").T)
+            bias.append(expect(k + 3 * g + 2, (hidden,), f"layer {l} b_{gate}"))
+        c0 = expect(k + 12, (1, hidden), f"layer {l} cell_init")
+        h0 = expect(k + 13, (1, hidden), f"layer {l} hid_init")
+        sd[f"layers.{l}.weight_ih"] = torch.from_numpy(np.concatenate(w_ih, axis=0))
+        sd[f"layers.{l}.weight_hh"] = torch.from_numpy(np.concatenate(w_hh, axis=0))
+        sd[f"layers.{l}.bias"] = torch.from_numpy(np.concatenate(bias))
+        sd[f"layers.{l}.c0"] = torch.from_numpy(c0[0])
+        sd[f"layers.{l}.h0"] = torch.from_numpy(h0[0])
+        n_in = hidden
+    sd["out.weight"] = torch.from_numpy(w_out.T)
+    sd["out.bias"] = torch.from_numpy(b_out)
+    sd = {k: v.to(torch.float32).contiguous() for k, v in sd.items()}
+    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=num_layers)
+    return config, sd
+
+
+def permute_vocabulary(sd: dict[str, torch.Tensor], perm: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Reorder the token dimension: new token j is old token perm[j] (input columns, output rows)."""
+    p = torch.as_tensor(list(perm), dtype=torch.long)
+    sd = dict(sd)
+    sd["layers.0.weight_ih"] = sd["layers.0.weight_ih"][:, p].contiguous()
+    sd["out.weight"] = sd["out.weight"][p].contiguous()
+    sd["out.bias"] = sd["out.bias"][p].contiguous()
+    return sd
+
+
+def _jsonable(x: Any, depth: int = 0) -> Any:
+    """Pickle metadata (numpy scalars, tuples, Python 2 strings) -> JSON-friendly values."""
+    if depth > 20:
+        return None
+    if isinstance(x, bytes):
+        return x.decode("latin1")
+    if isinstance(x, (str, bool)) or x is None:
+        return x
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist(), depth + 1) if x.size <= 100_000 else f"<array {x.shape}>"
+    if isinstance(x, dict):
+        return {str(_jsonable(k, depth + 1)): _jsonable(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return [_jsonable(v, depth + 1) for v in x]
+    return repr(x)
+
+
+SOURCE_KEYS = ("configuration", "experiment_id", "epoch_since_start", "iters_since_start",
+               "losses_train", "losses_eval_valid", "learning_rate")
+
+
+def load_lasagne_pickle(path: str | Path) -> Checkpoint:
+    """Read a folk-rnn Lasagne pickle into a `Checkpoint` (model in eval mode, float32).
+
+    Raises FolkRNNError for anything but the documented layout: foreign globals, missing
+    keys, wrong array count, shapes, dtypes, non-finite values, a bad token2idx."""
+    path = Path(path)
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FolkRNNError(f"{where}: {e.strerror or e}") from None
+    obj = safe_load(data, where)
+    if not isinstance(obj, dict):
+        raise FolkRNNError(f"{where}: holds a {type(obj).__name__}, expected the folk-rnn metadata dict")
+    try:
+        token2idx = _get(obj, "token2idx")
+        params = _get(obj, "param_values")
+    except KeyError as e:
+        raise FolkRNNError(f"{where}: the pickle lacks the key {e}") from None
+    if not isinstance(params, (list, tuple)):
+        raise FolkRNNError(f"{where}: param_values is a {type(params).__name__}, expected a list of arrays")
+    vocab = vocabulary_from_token2idx(token2idx, where)
+    config, sd = lasagne_to_state_dict(params, where)
+    if len(vocab) != config.vocab_size:
+        raise FolkRNNError(f"{where}: token2idx has {len(vocab)} tokens but the arrays are for {config.vocab_size}")
+    v2 = Vocabulary.v2()
+    if vocab != v2 and set(vocab.tokens) == set(v2.tokens):
+        log.info("%s: vocabulary reordered into the canonical v2 order", where)
+        sd = permute_vocabulary(sd, [vocab[t] for t in v2.tokens])
+        vocab = v2
+    model = FolkRNN(config)
+    model.load_state_dict(sd)
+    model.eval()
+    source: dict[str, Any] = {"kind": "lasagne-pickle", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    for key in SOURCE_KEYS:
+        try:
+            source[key] = _jsonable(_get(obj, key))
+        except KeyError:
+            pass
+    meta = {"source": source, "file": where, "config": config.to_dict(), "vocabulary": list(vocab.tokens)}
+    return Checkpoint(model, vocab, meta)
+
+
+def to_lasagne_params(model: FolkRNN) -> list[np.ndarray]:
+    """Our weights -> the 45-array Lasagne `param_values` list (float32), the inverse import.
+
+    Lets a model trained here run in the original folk-rnn tools."""
+    c = model.config
+    h = c.hidden_size
+    out: list[np.ndarray] = [np.eye(c.vocab_size, dtype=np.float32)]
+    with torch.no_grad():
+        for layer in model.layers:
+            for g in range(4):
+                out.append(layer.weight_ih[g * h : (g + 1) * h].T.float().numpy().copy())
+                out.append(layer.weight_hh[g * h : (g + 1) * h].T.float().numpy().copy())
+                out.append(layer.bias[g * h : (g + 1) * h].float().numpy().copy())
+            out.append(layer.c0.float().numpy()[None].copy())
+            out.append(layer.h0.float().numpy()[None].copy())
+        out.append(model.out.weight.T.float().numpy().copy())
+        out.append(model.out.bias.float().numpy().copy())
+    return out

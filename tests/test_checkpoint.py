@@ -1,0 +1,144 @@
+"""Checkpoints: round trip, validation with one-line errors, `-m MODEL` resolution, parameter table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import folkrnn.checkpoint as ck
+from folkrnn.checkpoint import (
+    NO_DEFAULT, load_checkpoint, load_model, parameter_table, read_metadata, save_checkpoint,
+)
+from folkrnn.cli import main
+from folkrnn.errors import FolkRNNError
+from folkrnn.model import FolkRNN, ModelConfig
+from folkrnn.vocab import Vocabulary
+
+V2 = Vocabulary.v2()
+
+
+@pytest.fixture
+def tiny(tmp_path) -> tuple[Path, FolkRNN]:
+    torch.manual_seed(0)
+    m = FolkRNN(ModelConfig(hidden_size=16, num_layers=2)).eval()
+    with torch.no_grad():
+        for layer in m.layers:
+            layer.c0.normal_()
+            layer.h0.normal_()
+    p = tmp_path / "tiny.safetensors"
+    save_checkpoint(p, m, V2, {"training": {"epoch": 3, "history": [{"epoch": 3, "valid_nll": 1.25}]}})
+    return p, m
+
+
+def test_round_trip_fp32_and_fp16(tiny, tmp_path):
+    p, m = tiny
+    ck2 = load_checkpoint(p)
+    for k, v in m.state_dict().items():
+        assert torch.equal(ck2.model.state_dict()[k], v)
+    assert ck2.vocab == V2 and ck2.metadata["training"]["epoch"] == 3
+    assert ck2.metadata["format_version"] == ck.FORMAT_VERSION
+    half = tmp_path / "half.safetensors"
+    save_checkpoint(half, m, V2, dtype=torch.float16)
+    assert half.stat().st_size < p.stat().st_size * 0.6
+    h = load_checkpoint(half)
+    assert max(float((h.model.state_dict()[k] - v).abs().max()) for k, v in m.state_dict().items()) < 1e-2
+    with pytest.raises(FolkRNNError, match="float32 or float16"):
+        save_checkpoint(tmp_path / "x.safetensors", m, V2, dtype=torch.int8)
+
+
+def _tensors(m: FolkRNN) -> dict:
+    return {k: v.detach().clone().contiguous() for k, v in m.state_dict().items()}
+
+
+def _write(path: Path, tensors: dict, meta: dict) -> Path:
+    save_file(tensors, str(path), metadata={"folkrnn": json.dumps(meta)})
+    return path
+
+
+def test_validation_errors_are_one_line(tiny, tmp_path):
+    p, m = tiny
+    meta = read_metadata(p)
+    t = _tensors(m)
+    bad_shape = dict(t, **{"out.bias": torch.zeros(5)})
+    bad_dtype = dict(t, **{"out.bias": torch.zeros(137, dtype=torch.int32)})
+    bad_nan = dict(t, **{"out.bias": torch.full((137,), float("nan"))})
+    missing = {k: v for k, v in t.items() if k != "out.bias"}
+    cases = {
+        "shape": (_write(tmp_path / "s.safetensors", bad_shape, meta), "out.bias has shape"),
+        "dtype": (_write(tmp_path / "d.safetensors", bad_dtype, meta), "dtype torch.int32"),
+        "nan": (_write(tmp_path / "n.safetensors", bad_nan, meta), "NaN"),
+        "names": (_write(tmp_path / "m.safetensors", missing, meta), "missing \\['out.bias'\\]"),
+        "vocab": (_write(tmp_path / "v.safetensors", t, dict(meta, vocabulary=list(V2.tokens[:100]))), "100 tokens but the config says 137"),
+        "config": (_write(tmp_path / "c.safetensors", t, dict(meta, config={"hidden_size": 16, "bogus": 1})), "unknown model config keys: bogus"),
+        "format": (_write(tmp_path / "f.safetensors", t, {"x": 1}), "format field missing"),
+        "newer": (_write(tmp_path / "w.safetensors", t, dict(meta, format_version=99)), "newer"),
+    }
+    data = p.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) - 1000])
+    cases["truncated"] = (tmp_path / "trunc.safetensors", "corrupt or truncated")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 50)
+    cases["garbage"] = (tmp_path / "garbage.safetensors", "not a folkrnn checkpoint")
+    for name, (path, msg) in cases.items():
+        with pytest.raises(FolkRNNError, match=msg) as e:
+            load_model(path)
+        assert "\n" not in str(e.value) and str(path) in str(e.value), name
+
+
+def test_model_spec_resolution(tiny, tmp_path, monkeypatch):
+    p, _ = tiny
+    with pytest.raises(FolkRNNError, match="no such model file"):
+        load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(FolkRNNError, match="is a directory"):
+        load_model(tmp_path)
+    monkeypatch.setattr(ck, "default_model_path", lambda: None)
+    with pytest.raises(FolkRNNError) as e:
+        load_model("default")
+    assert str(e.value) == NO_DEFAULT
+    assert main(["info"]) == 2  # -m default is the default
+    monkeypatch.setattr(ck, "default_model_path", lambda: p)
+    assert load_model("default").model.config.hidden_size == 16
+    assert load_model().model.config.hidden_size == 16
+
+
+def test_shipped_default_loads_if_present():
+    path = ck.default_model_path()
+    if path is None:
+        pytest.skip("no default model shipped yet")
+    ckpt = load_model("default")
+    assert ckpt.model.config.vocab_size == len(ckpt.vocab)
+
+
+def test_parameter_table_v2():
+    m = FolkRNN(ModelConfig())
+    rows = parameter_table(m)
+    whole = [r for r in rows if "[" not in r.name]
+    assert sum(r.count for r in whole if r.trainable) == 5_599_881
+    assert sum(r.count for r in whole if not r.trainable) == 3 * 2 * 512
+    gates = [r for r in rows if r.name.startswith("layers.1.weight_hh[")]
+    assert [r.name[-2] for r in gates] == ["i", "f", "g", "o"] and all(r.shape == (512, 512) for r in gates)
+    norm = next(r.norm for r in rows if r.name == "layers.1.weight_hh")
+    assert norm == pytest.approx(sum(g.norm**2 for g in gates) ** 0.5, rel=1e-5)
+    f_bias = next(r for r in rows if r.name == "layers.0.bias[f]")
+    assert f_bias.norm == pytest.approx(5.0 * 512**0.5)
+
+
+def test_info_cli(tiny, capsys):
+    p, _ = tiny
+    assert main(["info", "-m", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "14,297" in out and "layers.1.weight_hh[f]" in out and "valid_nll" in out
+    assert main(["info", "-m", str(p), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["parameters"] == 14_297 and doc["initial_state_numbers"] == 64 and doc["vocabulary_size"] == 137
+
+
+def test_info_full_v2_count(tmp_path, capsys):
+    p = tmp_path / "v2.safetensors"
+    save_checkpoint(p, FolkRNN(ModelConfig()), V2)
+    assert main(["info", "-m", str(p), "--no-gates"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters 5,599,881 (plus 3,072" in out

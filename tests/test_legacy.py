@@ -1,0 +1,270 @@
+"""Lasagne pickle import: original layout, numpy re-computation of SPEC §2, hostile and broken pickles."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from folkrnn.checkpoint import load_checkpoint, load_model
+from folkrnn.cli import main
+from folkrnn.errors import FolkRNNError
+from folkrnn.legacy import load_lasagne_pickle, safe_load, to_lasagne_params
+from folkrnn.vocab import Vocabulary
+
+V2 = Vocabulary.v2()
+
+
+class Py2Pickler(pickle._Pickler):  # the pure-Python pickler, to write opcodes as Python 2 did
+    """Protocol 2 with `bytes` written as Python 2 `str` (SHORT_BINSTRING/BINSTRING) or,
+    with as_bytes, as SHORT_BINBYTES (read back as bytes: a py2 str read with encoding='bytes')."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def __init__(self, f, as_bytes: bool = False):
+        super().__init__(f, protocol=2)
+        self.as_bytes = as_bytes
+
+    def save_py2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        if self.as_bytes and n < 256:
+            self.write(pickle.SHORT_BINBYTES + bytes([n]) + obj)
+        elif n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def py2_pickle(obj, as_bytes_keys: bool = False) -> bytes:
+    """A pickle as folk-rnn's Python 2 training script wrote it: protocol 2, str keys
+    as byte strings, numpy globals under `numpy.core.multiarray`."""
+    buf = io.BytesIO()
+    Py2Pickler(buf, as_bytes=as_bytes_keys).dump(obj)
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def lasagne_params(rng: np.random.Generator, V: int, H: int, L: int = 3, scale: float = 0.3) -> list[np.ndarray]:
+    """1 + 14 L + 2 float32 arrays in Lasagne's layout (SPEC §3)."""
+    f = lambda *shape: (rng.standard_normal(shape) * scale).astype(np.float32)  # noqa: E731
+    params = [np.eye(V, dtype=np.float32)]
+    n_in = V
+    for _ in range(L):
+        for _gate in range(4):
+            params += [f(n_in, H), f(H, H), f(H)]
+        params += [f(1, H), f(1, H)]  # cell_init, hid_init
+        n_in = H
+    params += [f(H, V), f(V)]
+    return params
+
+
+def folkrnn_dict(params, token2idx) -> dict:
+    return {
+        b"configuration": b"config5", b"experiment_id": b"folkrnn_v2_test", b"epoch_since_start": 100,
+        b"iters_since_start": 35000, b"losses_train": [np.float32(1.5), np.float32(1.2)],
+        b"losses_eval_valid": [1.4, 1.3], b"learning_rate": np.float32(0.003),
+        b"token2idx": token2idx, b"param_values": params,
+    }
+
+
+def v2_token2idx(as_bytes: bool = True) -> dict:
+    return {(t.encode() if as_bytes else t): i for i, t in enumerate(V2.tokens)}
+
+
+def numpy_probs(params: list[np.ndarray], ids: list[int]) -> np.ndarray:
+    """SPEC §2 from the Lasagne arrays, one time step at a time, in float64: (T, V)."""
+    p = [a.astype(np.float64) for a in params]
+    L = (len(p) - 3) // 14
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    h = [p[1 + 14 * l + 13][0].copy() for l in range(L)]
+    c = [p[1 + 14 * l + 12][0].copy() for l in range(L)]
+    out = []
+    for t in ids:
+        u = p[0][t]
+        for l in range(L):
+            k = 1 + 14 * l
+            gate = lambda g: u @ p[k + 3 * g] + h[l] @ p[k + 3 * g + 1] + p[k + 3 * g + 2]  # noqa: E731
+            i, f, g, o = sig(gate(0)), sig(gate(1)), np.tanh(gate(2)), sig(gate(3))
+            c[l] = f * c[l] + i * g
+            h[l] = o * np.tanh(c[l])
+            u = h[l]
+        z = u @ p[-2] + p[-1]
+        e = np.exp(z - z.max())
+        out.append(e / e.sum())
+    return np.array(out)
+
+
+def our_probs(model, ids: list[int], explicit: bool = False) -> np.ndarray:
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        logits = model.run_explicit(x)[0] if explicit else model(x)[0]
+    return torch.softmax(logits[0].double(), -1).numpy()
+
+
+TUNE = ["<s>", "M:6/8", "K:Cdor", "|:", "G", "c", "c", "B", "c", "d", "|", "e", "2", "d", "c", "3", ":|", "</s>"]
+
+
+@pytest.fixture(scope="module")
+def v2_pickle(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    params = lasagne_params(np.random.default_rng(0), 137, 32)
+    path = tmp_path_factory.mktemp("pkl") / "folkrnn_v2.pkl"
+    path.write_bytes(py2_pickle(folkrnn_dict(params, v2_token2idx())))
+    return path, params
+
+
+def test_import_matches_numpy_recomputation(v2_pickle):
+    path, params = v2_pickle
+    ckpt = load_lasagne_pickle(path)
+    assert ckpt.vocab == V2 and ckpt.model.config.hidden_size == 32 and ckpt.model.config.num_layers == 3
+    ids = V2.encode(TUNE)
+    ref = numpy_probs(params, ids)
+    assert np.abs(our_probs(ckpt.model, ids) - ref).max() <= 1e-5
+    assert np.abs(our_probs(ckpt.model, ids, explicit=True) - ref).max() <= 1e-5
+    src = ckpt.metadata["source"]
+    assert src["configuration"] == "config5" and src["epoch_since_start"] == 100
+    assert src["losses_train"] == pytest.approx([1.5, 1.2]) and len(src["sha256"]) == 64
+
+
+def test_full_size_v2_pickle_has_5599881_parameters(tmp_path):
+    params = lasagne_params(np.random.default_rng(1), 137, 512, scale=0.05)
+    assert len(params) == 45
+    path = tmp_path / "v2.pkl"
+    path.write_bytes(py2_pickle(folkrnn_dict(params, v2_token2idx())))
+    model = load_lasagne_pickle(path).model
+    assert model.num_parameters() == 5_599_881
+    ids = V2.encode(TUNE[:8])
+    assert np.abs(our_probs(model, ids) - numpy_probs(params, ids)).max() <= 1e-5
+
+
+def test_bytes_keys_and_python3_pickles_load(tmp_path):
+    params = lasagne_params(np.random.default_rng(2), 137, 8, L=1)
+    for i, data in enumerate((py2_pickle(folkrnn_dict(params, v2_token2idx()), as_bytes_keys=True),
+                              pickle.dumps({"token2idx": v2_token2idx(False), "param_values": params}, protocol=2),
+                              pickle.dumps({"token2idx": v2_token2idx(False), "param_values": params}, protocol=4))):
+        p = tmp_path / f"m{i}.pkl"
+        p.write_bytes(data)
+        ckpt = load_lasagne_pickle(p)
+        assert ckpt.vocab == V2 and ckpt.model.config.num_layers == 1
+
+
+def test_reordered_v2_vocabulary_is_put_in_canonical_order(tmp_path):
+    rng = np.random.default_rng(3)
+    params = lasagne_params(rng, 137, 16, L=2)
+    order = rng.permutation(137)  # the pickle's index j holds v2 token order[j]
+    t2i = {V2.tokens[order[j]].encode(): j for j in range(137)}
+    p = tmp_path / "perm.pkl"
+    p.write_bytes(py2_pickle(folkrnn_dict(params, t2i)))
+    ckpt = load_lasagne_pickle(p)
+    assert ckpt.vocab == V2
+    pickle_vocab = [V2.tokens[order[j]] for j in range(137)]
+    ids_pickle = [pickle_vocab.index(t) for t in TUNE]
+    ref = numpy_probs(params, ids_pickle)  # columns in the pickle's order
+    ours = our_probs(ckpt.model, V2.encode(TUNE))
+    ref_canonical = ref[:, [pickle_vocab.index(t) for t in V2.tokens]]
+    assert np.abs(ours - ref_canonical).max() <= 1e-5
+
+
+def test_other_vocabulary_and_sizes(tmp_path):
+    """A Swedish-style model: its own token2idx and vocabulary size, another hidden size."""
+    toks = ["<s>", "</s>", "M:3/4", "K:Cmaj", "A", "B", "c", "d", "|", "2", "z", "(3", "^f"]
+    params = lasagne_params(np.random.default_rng(4), len(toks), 24, L=2)
+    p = tmp_path / "swedish.pkl"
+    p.write_bytes(py2_pickle(folkrnn_dict(params, {t.encode(): i for i, t in enumerate(toks)})))
+    ckpt = load_lasagne_pickle(p)
+    assert list(ckpt.vocab.tokens) == toks
+    assert ckpt.model.config.vocab_size == 13 and ckpt.model.config.hidden_size == 24
+    ids = [0, 2, 3, 4, 5, 9, 8, 6, 1]
+    assert np.abs(our_probs(ckpt.model, ids) - numpy_probs(params, ids)).max() <= 1e-5
+
+
+def test_non_identity_embedding_is_folded_in(tmp_path):
+    rng = np.random.default_rng(5)
+    params = lasagne_params(rng, 137, 8, L=1)
+    params[0] = (rng.standard_normal((137, 137)) * 0.2).astype(np.float32)
+    p = tmp_path / "emb.pkl"
+    p.write_bytes(py2_pickle(folkrnn_dict(params, v2_token2idx())))
+    ids = V2.encode(TUNE)
+    assert np.abs(our_probs(load_lasagne_pickle(p).model, ids) - numpy_probs(params, ids)).max() <= 1e-5
+
+
+class Hostile:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_hostile_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    params = lasagne_params(np.random.default_rng(6), 137, 8, L=1)
+    data = pickle.dumps({"token2idx": v2_token2idx(False), "param_values": params, "x": Hostile(marker)}, protocol=2)
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(data)
+    with pytest.raises(FolkRNNError, match=r"refusing to load (posix|os|nt)\.system"):
+        load_lasagne_pickle(p)
+    assert not marker.exists()
+    for payload in (pickle.dumps(eval, protocol=2), pickle.dumps(torch.nn.Linear, protocol=2)):
+        with pytest.raises(FolkRNNError, match="refusing to load"):
+            safe_load(payload)
+    # The CLI: one line, exit 2, nothing run.
+    assert main(["import", str(p), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert not marker.exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def test_truncated_and_malformed_pickles(tmp_path, v2_pickle):
+    path, params = v2_pickle
+    data = path.read_bytes()
+    cases = {
+        "trunc": (data[: len(data) // 2], "truncated or corrupt"),
+        "empty": (b"", "truncated or corrupt"),
+        "notdict": (py2_pickle([1, 2, 3]), "expected the folk-rnn metadata dict"),
+        "nokey": (py2_pickle({b"param_values": params}), "lacks the key 'token2idx'"),
+        "count": (py2_pickle(folkrnn_dict(params[:44], v2_token2idx())), "has 44 arrays"),
+        "shape": (py2_pickle(folkrnn_dict(params[:5] + [params[5][:, :3]] + params[6:], v2_token2idx())), r"param_values\[5\]"),
+        "dtype": (py2_pickle(folkrnn_dict(params[:3] + [params[3].astype(np.int32)] + params[4:], v2_token2idx())), "dtype int32"),
+        "nan": (py2_pickle(folkrnn_dict(params[:2] + [np.full_like(params[2], np.nan)] + params[3:], v2_token2idx())), "NaN"),
+        "vocab": (py2_pickle(folkrnn_dict(params, {b"<s>": 0, b"</s>": 0})), "index 0 to both"),
+        "vsize": (py2_pickle(folkrnn_dict(params, {b"<s>": 0, b"</s>": 1, b"A": 2})), "3 tokens but the arrays are for 137"),
+    }
+    for name, (blob, msg) in cases.items():
+        p = tmp_path / f"{name}.pkl"
+        p.write_bytes(blob)
+        with pytest.raises(FolkRNNError, match=msg) as e:
+            load_lasagne_pickle(p)
+        assert "\n" not in str(e.value) and str(p) in str(e.value), name
+
+
+def test_cli_import_and_pickle_as_model(tmp_path, v2_pickle, capsys):
+    path, params = v2_pickle
+    out = tmp_path / "imported.safetensors"
+    assert main(["import", str(path), "-o", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.metadata["source"]["experiment_id"] == "folkrnn_v2_test"
+    ids = V2.encode(TUNE)
+    assert np.abs(our_probs(ckpt.model, ids) - numpy_probs(params, ids)).max() <= 1e-5
+    # fp16 storage: same model to fp16 precision
+    assert main(["import", str(path), "-o", str(tmp_path / "half.safetensors"), "--fp16"]) == 0
+    half = load_checkpoint(tmp_path / "half.safetensors")
+    assert np.abs(our_probs(half.model, ids) - numpy_probs(params, ids)).max() <= 2e-3
+    # -m file.pkl works directly
+    assert load_model(path).model.config.hidden_size == 32
+    capsys.readouterr()
+    assert main(["generate", "-m", str(path), "-n", "2", "--seed", "3", "--format", "tokens", "--max-length", "30", "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("M:") >= 1
+
+
+def test_export_round_trip(v2_pickle, tmp_path):
+    path, params = v2_pickle
+    model = load_lasagne_pickle(path).model
+    back = to_lasagne_params(model)
+    assert len(back) == 45 and all(a.shape == b.shape for a, b in zip(back, params))
+    assert max(float(np.abs(a - b).max()) for a, b in zip(back, params)) == 0.0
