@@ -13,10 +13,11 @@ Prints tokens/s, ms/token, tunes/s, ratios, and the projection for the 30,000-tu
 "ten volumes" (the v2 samples average 144 tokens a tune). Targets on the 2-core CPU:
 >= 30 tunes/s batched, <= 1.5 ms per token at batch 1.
 
---variants also times the bare network step at batch 1 and at --batch: the fused
-oneDNN/ATen LSTM kernel (`FolkRNN.step`, oneDNN on and off), our `Stepper` in float32,
-in bfloat16 (AMX) and with dynamic int8 matmuls, and prints how far the bf16 and int8
-next-token distributions drift from float32 over 100 steps (max |dp|, mean KL).
+--variants also runs our sampler with `precision` int8 (batch 1) and bf16 / int8
+(batch --batch), times the bare network step at batch 1 and at --batch: the fused
+LSTM kernel (`FolkRNN.step`, oneDNN on and off), our `Stepper` in float32, bfloat16
+(AMX) and dynamic int8, and prints how far the bf16 and int8 next-token
+distributions drift from float32 over 100 steps (max |dp|, mean KL).
 On a busy machine use --threads 1 (two threads wait for a core, up to 10x slower).
 """
 
@@ -82,8 +83,8 @@ def numpy_sampler(model: FolkRNN, vocab: Vocabulary, n: int, length: int, seed: 
     return total
 
 
-def ours(model, vocab, n: int, batch: int, length: int, seed: int) -> int:
-    cfg = SampleConfig(num_tunes=n, seed=seed, batch_size=batch, max_length=length)
+def ours(model, vocab, n: int, batch: int, length: int, seed: int, precision: str = "fp32") -> int:
+    cfg = SampleConfig(num_tunes=n, seed=seed, batch_size=batch, max_length=length, precision=precision)
     return sum(t.length for t in sample(model, vocab, cfg))
 
 
@@ -134,6 +135,14 @@ def main() -> int:
     t = time.perf_counter()
     n_tok = ours(model, vocab, args.batched_tunes, args.batch, args.length, 2)
     rows.append((f"ours, batch {args.batch}", args.batched_tunes, n_tok, time.perf_counter() - t))
+    if args.variants:
+        import warnings
+
+        warnings.filterwarnings("ignore")  # PyTorch's deprecation notices for quantised tensors
+        for prec, batch, n in (("int8", 1, args.single_tunes), ("bf16", args.batch, args.batched_tunes), ("int8", args.batch, args.batched_tunes)):
+            t = time.perf_counter()
+            n_tok = ours(model, vocab, n, batch, args.length, 2, prec)
+            rows.append((f"ours {prec}, batch {batch}", n, n_tok, time.perf_counter() - t))
     t = time.perf_counter()
     n_tok = numpy_sampler(model, vocab, args.numpy_tunes, args.length, 3)
     rows.append(("numpy, one at a time", args.numpy_tunes, n_tok, time.perf_counter() - t))
@@ -151,12 +160,9 @@ def main() -> int:
     print(f"batch 1: {1000 * rows[0][3] / rows[0][2]:.3f} ms/token (target <= 1.5)")
 
     if args.variants:
-        import warnings
-
-        warnings.filterwarnings("ignore")  # torch.ao's deprecation notices
         fused = _Callable(lambda ids, st: model.step(ids, st), Stepper(model))
         variants = [("fused kernel", fused, None), ("fused, oneDNN off", fused, False), ("Stepper fp32", Stepper(model), None),
-                    ("Stepper bf16", _cast_stepper(model, torch.bfloat16), None), ("Stepper int8", _int8_stepper(model), None)]
+                    ("Stepper bf16", Stepper(model, "bf16"), None), ("Stepper int8", Stepper(model, "int8"), None)]
         print("network step only (tokens/s):")
         for batch, steps in ((1, 300), (args.batch, 10)):
             cells = []
@@ -187,60 +193,6 @@ def drift(ref, other, vocab, batch: int = 8, steps: int = 100) -> tuple[float, f
             md = max(md, float((pr.exp() - po.exp()).abs().max()))
             kl += float((pr.exp() * (pr - po)).sum(-1).mean()) / steps
     return md, kl
-
-
-def _cast_stepper(model: FolkRNN, dtype: torch.dtype) -> _Callable:
-    """A Stepper whose matmuls run in `dtype` (state and gates stay float32)."""
-    s = Stepper(model)
-    s.w = [(a.to(dtype), b.to(dtype) if l == 0 else b) for l, (a, b) in enumerate(s.w)]
-    s.w_out = s.w_out.to(dtype)
-
-    def call(ids, state):
-        h, c = state
-        hs, cs, x = [], [], None
-        for l, (a, b) in enumerate(s.w):
-            if l == 0:
-                pre = a[ids].float() + (h[0].to(dtype) @ b).float()
-            else:
-                pre = (torch.cat([x, h[l]], 1).to(dtype) @ a).float() + b
-            i, f, g, o = pre.chunk(4, 1)
-            cn = torch.sigmoid(f) * c[l] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(cn)
-            hs.append(x)
-            cs.append(cn)
-        return (x.to(dtype) @ s.w_out).float() + s.b_out, (torch.stack(hs), torch.stack(cs))
-
-    return _Callable(call, s)
-
-
-def _int8_stepper(model: FolkRNN) -> _Callable:
-    """Dynamic int8 quantisation of the matmuls (torch.ao), activations quantised per call."""
-    from torch.ao.quantization import quantize_dynamic
-
-    s = Stepper(model)
-    lins = []
-    for l, (a, b) in enumerate(s.w):
-        w = a if l else b  # (in, 4H)
-        lin = torch.nn.Linear(w.shape[0], w.shape[1], bias=False)
-        lin.weight.data = w.T.contiguous()
-        lins.append(lin)
-    out = torch.nn.Linear(s.w_out.shape[0], s.w_out.shape[1])
-    out.weight.data, out.bias.data = s.w_out.T.contiguous(), s.b_out
-    q = quantize_dynamic(torch.nn.ModuleList(lins + [out]), {torch.nn.Linear}, dtype=torch.qint8)
-
-    def call(ids, state):
-        h, c = state
-        hs, cs, x = [], [], None
-        for l, (a, b) in enumerate(s.w):
-            pre = a[ids] + q[0](h[0]) if l == 0 else q[l](torch.cat([x, h[l]], 1)) + b
-            i, f, g, o = pre.chunk(4, 1)
-            cn = torch.sigmoid(f) * c[l] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(cn)
-            hs.append(x)
-            cs.append(cn)
-        return q[-1](x), (torch.stack(hs), torch.stack(cs))
-
-    return _Callable(call, s)
 
 
 class _Callable:

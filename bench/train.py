@@ -9,17 +9,24 @@ the same length-bucketed batches, alternating, and print tokens/s and the ratio
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-import time
-from pathlib import Path
 
-import torch
-from torch import nn
+# Run as `python bench/train.py`, bench/ is sys.path[0], where bench/tokenize.py would
+# shadow the standard library's tokenize module: drop it from the path first.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
 
-from folkrnn.datafile import read_tunes
-from folkrnn.train import Trainer, TrainConfig, epoch_batches, make_batch
-from folkrnn.vocab import Vocabulary
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from folkrnn.datafile import read_tunes  # noqa: E402
+from folkrnn.train import Trainer, TrainConfig, epoch_batches, make_batch  # noqa: E402
+from folkrnn.vocab import Vocabulary  # noqa: E402
 
 
 class PlainLSTM(nn.Module):

@@ -16,7 +16,7 @@ from folkrnn.checkpoint import load_model, save_checkpoint
 from folkrnn.cli import main
 from folkrnn.datafile import read_tunes
 from folkrnn.model import FolkRNN, ModelConfig
-from folkrnn.sample import SampleConfig, score_tunes
+from folkrnn.sample import score_tunes
 from folkrnn.vocab import Vocabulary
 
 V2 = Vocabulary.v2()
@@ -210,3 +210,21 @@ def test_30000_tunes_stream_in_bounded_memory(models, tmp_path):
     assert peak_kib < 2 * 1024 * 1024, peak_kib
     text = out.read_text()
     assert text.count("\nX:") + text.startswith("X:") == 30000 and "X:30000\n" in text
+
+
+def test_tokens_format_leaves_out_headless_sequences(models, capsys, tmp_path):
+    f = tmp_path / "t.txt"
+    rc, _, err = run(capsys, "generate", "-m", str(models["rand"]), "-n", "5", "--seed", "4", "--format", "tokens",
+                     "--prime", "M:* K:*", "--max-length", "30", "-o", str(f), "--no-progress")
+    assert rc == 0 and "left out" not in err and len(read_tunes(f)) == 5
+    rc, out, err = run(capsys, "generate", "-m", str(models["ender"]), "-n", "3", "--seed", "4", "--format", "tokens",
+                       "--prime", "*", "--no-progress")
+    assert rc == 0 and out == "" and "left out 3 sequence(s) that do not start with a meter and a key token" in err
+
+
+def test_reduced_precision_cli(models, capsys):
+    rc, out, err = run(capsys, "generate", "-m", str(models["ender"]), "--seed", "1", "--prime", PRIME, "--precision", "int8",
+                       "--format", "json", "--no-progress")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["tokens"] == TUNE and d["settings"]["precision"] == "int8"

@@ -68,9 +68,10 @@ def lasagne_params(rng: np.random.Generator, V: int, H: int, L: int = 3, scale: 
 
 def folkrnn_dict(params, token2idx) -> dict:
     return {
+        # as train_rnn.py wrote them: Theano outputs and get_value() are 0-d arrays
         b"configuration": b"config5", b"experiment_id": b"folkrnn_v2_test", b"epoch_since_start": 100,
-        b"iters_since_start": 35000, b"losses_train": [np.float32(1.5), np.float32(1.2)],
-        b"losses_eval_valid": [1.4, 1.3], b"learning_rate": np.float32(0.003),
+        b"iters_since_start": 35000, b"losses_train": [np.array(1.5, np.float32), np.array(1.2, np.float32)],
+        b"losses_eval_valid": [np.float64(1.4), 1.3], b"learning_rate": np.array(0.003, np.float32),
         b"token2idx": token2idx, b"param_values": params,
     }
 
@@ -131,6 +132,7 @@ def test_import_matches_numpy_recomputation(v2_pickle):
     src = ckpt.metadata["source"]
     assert src["configuration"] == "config5" and src["epoch_since_start"] == 100
     assert src["losses_train"] == pytest.approx([1.5, 1.2]) and len(src["sha256"]) == 64
+    assert src["losses_eval_valid"] == pytest.approx([1.4, 1.3]) and src["learning_rate"] == pytest.approx(0.003)
 
 
 def test_full_size_v2_pickle_has_5599881_parameters(tmp_path):
@@ -174,7 +176,7 @@ def test_reordered_v2_vocabulary_is_put_in_canonical_order(tmp_path):
 
 def test_other_vocabulary_and_sizes(tmp_path):
     """A Swedish-style model: its own token2idx and vocabulary size, another hidden size."""
-    toks = ["<s>", "</s>", "M:3/4", "K:Cmaj", "A", "B", "c", "d", "|", "2", "z", "(3", "^f"]
+    toks = ["<s>", "</s>", "[L:1/8]", "[M:3/4]", "[K:DMin]", "A", "B", "c", "d", "|", "2", "z", "(3"]
     params = lasagne_params(np.random.default_rng(4), len(toks), 24, L=2)
     p = tmp_path / "swedish.pkl"
     p.write_bytes(py2_pickle(folkrnn_dict(params, {t.encode(): i for i, t in enumerate(toks)})))
@@ -183,6 +185,10 @@ def test_other_vocabulary_and_sizes(tmp_path):
     assert ckpt.model.config.vocab_size == 13 and ckpt.model.config.hidden_size == 24
     ids = [0, 2, 3, 4, 5, 9, 8, 6, 1]
     assert np.abs(our_probs(ckpt.model, ids) - numpy_probs(params, ids)).max() <= 1e-5
+    from folkrnn.sample import SampleConfig, sample
+
+    tunes = list(sample(ckpt.model, ckpt.vocab, SampleConfig(num_tunes=3, seed=1, max_length=20, prime=("[L:1/8]", "M:*", "K:*"))))
+    assert all(t.tokens[1] == "[M:3/4]" and t.tokens[2] == "[K:DMin]" for t in tunes)
 
 
 def test_non_identity_embedding_is_folded_in(tmp_path):
@@ -258,7 +264,7 @@ def test_cli_import_and_pickle_as_model(tmp_path, v2_pickle, capsys):
     # -m file.pkl works directly
     assert load_model(path).model.config.hidden_size == 32
     capsys.readouterr()
-    assert main(["generate", "-m", str(path), "-n", "2", "--seed", "3", "--format", "tokens", "--max-length", "30", "--no-progress"]) == 0
+    assert main(["generate", "-m", str(path), "-n", "2", "--seed", "3", "--format", "tokens", "--max-length", "30", "--meter", "6/8", "--mode", "major", "--no-progress"]) == 0
     assert capsys.readouterr().out.count("M:") >= 1
 
 
@@ -268,3 +274,11 @@ def test_export_round_trip(v2_pickle, tmp_path):
     back = to_lasagne_params(model)
     assert len(back) == 45 and all(a.shape == b.shape for a, b in zip(back, params))
     assert max(float(np.abs(a - b).max()) for a, b in zip(back, params)) == 0.0
+
+
+def test_info_on_a_pickle(v2_pickle, capsys):
+    path, _ = v2_pickle
+    assert main(["info", "-m", str(path), "--no-gates"]) == 0
+    out = capsys.readouterr().out
+    assert "source     lasagne-pickle folkrnn_v2.pkl" in out and "experiment_id=folkrnn_v2_test" in out
+    assert "losses_train: 2 values" in out and "layers.2.weight_hh" in out

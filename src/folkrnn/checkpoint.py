@@ -80,6 +80,8 @@ def read_metadata(path: str | Path) -> dict:
         raise FolkRNNError(f"{path}: not a folkrnn checkpoint (unreadable safetensors header or metadata)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise FolkRNNError(f"{path}: not a folkrnn checkpoint (format field missing)")
+    if not isinstance(meta.get("format_version", 0), int):
+        raise FolkRNNError(f"{path}: not a folkrnn checkpoint (format_version is not a number)")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise FolkRNNError(f"{path}: checkpoint format version {meta['format_version']} is newer than this folkrnn reads ({FORMAT_VERSION})")
     return meta
@@ -91,8 +93,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     try:
         config = ModelConfig.from_dict(meta["config"])
         vocab = Vocabulary(meta["vocabulary"])
-    except (KeyError, TypeError) as e:
+    except KeyError as e:
         raise FolkRNNError(f"{path}: checkpoint metadata lacks {e}") from None
+    except (TypeError, AttributeError, ValueError) as e:
+        raise FolkRNNError(f"{path}: malformed checkpoint metadata ({_one_line(e)})") from None
     except FolkRNNError as e:  # bad config values or vocabulary: name the file
         raise FolkRNNError(f"{path}: {e}") from None
     if len(vocab) != config.vocab_size:

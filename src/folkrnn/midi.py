@@ -267,6 +267,7 @@ def render_wav(midi_path: str | Path, wav_path: str | Path, soundfont: str | Pat
     if sf is None:
         raise FolkRNNError("--wav needs a General MIDI soundfont (e.g. apt-get install fluid-soundfont-gm, or --soundfont FILE)")
     wav_path = Path(wav_path)
+    log.debug("rendering %s with %s", midi_path, sf)
     cmd = [exe, "-ni", "-q", "-g", "0.8", "-r", str(sample_rate), "-F", str(wav_path), str(sf), str(midi_path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

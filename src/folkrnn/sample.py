@@ -41,7 +41,7 @@ from torch import Tensor
 
 from folkrnn.errors import FolkRNNError
 from folkrnn.model import FolkRNN
-from folkrnn.tokens import METERS, MODES
+from folkrnn.tokens import METERS, MODES, kind
 from folkrnn.vocab import BOS, EOS, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ WILDCARD = "*"
 METER_WILDCARD = "M:*"
 KEY_WILDCARD = "K:*"
 MAX_LENGTH = 1000  # the original sampler's cap
+PRECISIONS = ("fp32", "bf16", "int8")
 
 MODE_NAMES = {
     "major": "K:Cmaj", "maj": "K:Cmaj", "ionian": "K:Cmaj", "ion": "K:Cmaj",
@@ -67,7 +68,7 @@ class SampleConfig:
     `beam_width` > 0 switches from sampling to beam search (then `temperature`,
     `top_k`, `top_p` and `alternatives` must keep their defaults). `alternatives` = K
     records the K most probable tokens (under softmax(logits / temperature)) at every
-    position."""
+    position. `precision` bf16 / int8 trades exactness for speed (see `Stepper`)."""
 
     num_tunes: int = 1
     temperature: float = 1.0
@@ -79,8 +80,11 @@ class SampleConfig:
     batch_size: int = 256
     beam_width: int = 0
     alternatives: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise FolkRNNError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.num_tunes, int) or self.num_tunes <= 0:
             raise FolkRNNError(f"the number of tunes must be >= 1, got {self.num_tunes}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
@@ -202,7 +206,8 @@ def compile_prime(vocab: Vocabulary, prime: Sequence[str]) -> _Prime:
             allowed[p, vocab.eos] = False
         elif t in (METER_WILDCARD, KEY_WILDCARD):
             prefix = t[:2]
-            ids = [i for i, tok in enumerate(vocab.tokens) if tok.startswith(prefix)]
+            # v2 writes `M:6/8`; other folk-rnn corpora (folkwiki) write inline fields, `[M:3/4]`
+            ids = [i for i, tok in enumerate(vocab.tokens) if tok.startswith(prefix) or tok.startswith("[" + prefix)]
             if not ids:
                 raise FolkRNNError(f"the model's vocabulary has no {prefix} tokens for {t}")
             allowed[p] = False
@@ -222,30 +227,89 @@ def base_allowed(vocab: Vocabulary) -> Tensor:
     return a
 
 
+def auto_threads(rows: int | None = None, small: int = 16) -> int | None:
+    """A CPU thread count for generation: 1 for `small` rows or fewer, or when the
+    machine is busy (1-minute load >= half its cores, at least 1); else None (keep
+    PyTorch's default).
+
+    A few rows are matrix-vector products, where a second thread buys nothing; when
+    other processes hold the cores, PyTorch's threads wait for each other: measured
+    up to 10x slower than one thread next to a training job (bench/sample.py)."""
+    import os
+
+    try:
+        busy = os.getloadavg()[0] >= max(1.0, (os.cpu_count() or 1) / 2)
+    except OSError:
+        busy = False
+    return 1 if busy or (rows is not None and rows <= small) else None
+
+
 # -- the step function ------------------------------------------------------------------
+class _Linear:
+    """x (batch, n) float32 -> x @ w + b (batch, m) float32, with w stored in a precision.
+
+    fp32: exact. bf16: weights and inputs rounded to bfloat16, float32 accumulation (AMX
+    on recent Xeons). int8: per-output-channel int8 weights, inputs quantised per call
+    (dynamic); its input scale is shared by the batch, so a tune depends slightly on
+    its batch-mates."""
+
+    def __init__(self, w: Tensor, b: Tensor | None, precision: str):
+        self.precision = precision
+        self.b = b
+        if precision == "fp32":
+            self.w = w.contiguous()
+        elif precision == "bf16":
+            self.w = w.to(torch.bfloat16).contiguous()
+        else:
+            import warnings
+
+            with warnings.catch_warnings():  # PyTorch marks its quantised tensors deprecated
+                warnings.simplefilter("ignore")
+                wt = w.T.contiguous()  # (m, n)
+                scale = (wt.abs().amax(1) / 127).clamp_min(1e-12).double()
+                q = torch.quantize_per_channel(wt, scale, torch.zeros(wt.shape[0], dtype=torch.long), 0, torch.qint8)
+                self.w = torch.ops.quantized.linear_prepack(q, b)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.precision == "fp32":
+            return torch.addmm(self.b, x, self.w) if self.b is not None else x @ self.w
+        if self.precision == "bf16":
+            y = (x.to(torch.bfloat16) @ self.w).float()
+            return y + self.b if self.b is not None else y
+        return torch.ops.quantized.linear_dynamic(x, self.w)
+
+
 class Stepper:
     """One step of the network for a batch, on weights laid out for it.
 
-    Same arithmetic as `FolkRNN.step` (agrees to ~1e-6), but layer 0 gathers its input
-    columns instead of multiplying a one-hot vector, layers >= 1 do one matmul on
-    [input, h], and at batch 1 it avoids oneDNN's LSTM set-up cost, which dominates
-    there (see bench/sample.py).
+    Same arithmetic as `FolkRNN.step` (agrees to ~1e-6 in fp32), but layer 0 gathers
+    its input columns instead of multiplying a one-hot vector, layers >= 1 do one
+    matmul on [input, h], the gate blocks are stored as (i, f, o, g) so that one
+    sigmoid and one tanh cover them, and there is no oneDNN LSTM set-up per call,
+    which dominates at batch 1 (see bench/sample.py). `precision` bf16 or int8 stores
+    the recurrent, layer >= 1 and softmax matrices so (see `_Linear`); the state and
+    gates stay float32. Runs on the CPU.
 
     state: (h, c), each (num_layers, batch, hidden)."""
 
-    def __init__(self, model: FolkRNN):
-        self.model = model
+    def __init__(self, model: FolkRNN, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise FolkRNNError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         with torch.no_grad():
-            # Sampling runs on the CPU: per-step work is small and the draws use numpy.
-            self.w: list[tuple[Tensor, Tensor]] = []
+            H = model.config.hidden_size
+            i, f, g, o = (torch.arange(k * H, (k + 1) * H) for k in range(4))
+            order = torch.cat([i, f, o, g])
+            self.hidden = H
+            self.layers: list[_Linear] = []
             for l, layer in enumerate(model.layers):
-                w_ih, w_hh, b = (t.detach().float().cpu() for t in (layer.weight_ih, layer.weight_hh, layer.bias))
-                if l == 0:  # (V, 4H) rows with the bias folded in; (H, 4H)
-                    self.w.append(((w_ih.T + b).contiguous(), w_hh.T.contiguous()))
-                else:  # (n_in + H, 4H); (4H,)
-                    self.w.append((torch.cat([w_ih, w_hh], 1).T.contiguous(), b.clone()))
-            self.w_out = model.out.weight.detach().float().cpu().T.contiguous()
-            self.b_out = model.out.bias.detach().float().cpu().clone()
+                w_ih, w_hh, b = (t.detach().float().cpu()[order] for t in (layer.weight_ih, layer.weight_hh, layer.bias))
+                if l == 0:  # (V, 4H) rows with the bias folded in, kept in float32: a lookup, not a matmul
+                    self.table = (w_ih.T + b).contiguous()
+                    self.layers.append(_Linear(w_hh.T, None, precision))
+                else:  # (n_in + H, 4H)
+                    self.layers.append(_Linear(torch.cat([w_ih, w_hh], 1).T, b.contiguous(), precision))
+            self.out = _Linear(model.out.weight.detach().float().cpu().T, model.out.bias.detach().float().cpu().clone(), precision)
             h0, c0 = model.initial_state(1)
             self.h0, self.c0 = h0.detach().float().cpu(), c0.detach().float().cpu()
 
@@ -255,19 +319,23 @@ class Stepper:
     def __call__(self, ids: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """ids (batch,) int64 -> logits (batch, vocab), new state."""
         h, c = state
-        hs, cs = [], []
-        x = h[0]  # placeholder; layer 0 reads `ids`
-        for l, (a, b) in enumerate(self.w):
+        H3 = 3 * self.hidden
+        h_new, c_new = torch.empty_like(h), torch.empty_like(c)
+        x = h[0]
+        for l, lin in enumerate(self.layers):
             if l == 0:
-                pre = torch.addmm(a[ids], h[0], b)
+                if self.precision == "fp32":
+                    pre = torch.addmm(self.table[ids], h[0], lin.w)
+                else:
+                    pre = self.table[ids] + lin(h[0])
             else:
-                pre = torch.addmm(b, torch.cat([x, h[l]], 1), a)
-            i, f, g, o = pre.chunk(4, 1)
-            cn = torch.sigmoid(f) * c[l] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(cn)
-            hs.append(x)
-            cs.append(cn)
-        return torch.addmm(self.b_out, x, self.w_out), (torch.stack(hs), torch.stack(cs))
+                pre = lin(torch.cat([x, h[l]], 1))
+            ifo = torch.sigmoid(pre[:, :H3])
+            g = torch.tanh(pre[:, H3:])
+            i, f, o = ifo.chunk(3, 1)
+            cl = torch.addcmul(f * c[l], i, g, out=c_new[l])
+            x = torch.mul(o, torch.tanh(cl), out=h_new[l])
+        return self.out(x), (h_new, c_new)
 
 
 # -- counter-based randomness -------------------------------------------------------------
@@ -384,7 +452,7 @@ def sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool 
         return
     model.eval()
     prime = compile_prime(vocab, cfg.prime)
-    step = Stepper(model)
+    step = Stepper(model, cfg.precision)
     n, L, V = cfg.num_tunes, cfg.max_length, len(vocab)
     P = len(prime.fixed)
     eos = vocab.eos
@@ -413,6 +481,7 @@ def sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool 
     prefix = fixed_np[:start_pos]
 
     B = min(cfg.batch_size, n)
+    log.debug("sampling %d tunes, %d at a time, %s, prime of %d tokens", n, B, cfg.precision, P)
     h, c = (t.expand(-1, B, -1).contiguous() for t in start_state)
     inp = np.full(B, start_inp, dtype=np.int64)
     pos = np.full(B, start_pos, dtype=np.int64)
@@ -511,8 +580,6 @@ def drop_unwritable(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     >>> drop_unwritable("M:4/4 K:Cmaj | 2 A > B K:Cmin c".split())
     (['M:4/4', 'K:Cmaj', '|', 'A', '>', 'B', 'c'], ['2', 'K:Cmin'])
     """
-    from folkrnn.tokens import kind
-
     toks = [t for t in tokens if t not in (BOS, EOS)]
     kept, dropped = toks[:2], []
     prev = "start"
@@ -541,7 +608,7 @@ def beam_search(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig) -> list[Tu
     prime = compile_prime(vocab, cfg.prime)
     P = len(prime.fixed)
     base = base_allowed(vocab)
-    step = Stepper(model)
+    step = Stepper(model, cfg.precision)
     eos = vocab.eos
     state = step.initial_state(1)
     inp = torch.tensor([vocab.bos])
