@@ -58,11 +58,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise FolkRNNError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "model config keys")
+
+
+def config_from_dict(cls, d: dict, what: str):
+    """Build a config dataclass from a dict; unknown keys are an error, not ignored."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise FolkRNNError(f"unknown {what}: {', '.join(sorted(unknown))}")
+    return cls(**d)
 
 
 class LSTMLayer(nn.Module):

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from folkrnn.checkpoint import atomic_write, save_checkpoint
 from folkrnn.datafile import read_tunes
 from folkrnn.errors import FolkRNNError
-from folkrnn.model import FolkRNN, ModelConfig
+from folkrnn.model import FolkRNN, ModelConfig, config_from_dict
 from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise FolkRNNError(f"unknown training options: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "training options")
 
 
 # -- data --------------------------------------------------------------------------

@@ -63,14 +63,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
         raise FolkRNNError(f"no usable tune in {', '.join(args.files)} ({total} tune(s) read, all rejected)"
                            if total else f"no ABC tune (X: or K: field) found in {', '.join(args.files)}")
     text = "\n".join(format_tune(t) for t in kept)
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            raise FolkRNNError(f"{args.output}: {e.strerror or e}") from None
-    else:
-        sys.stdout.write(text)
+    _emit(text, args.output)
     if not args.quiet:
         why = ", ".join(f"{k} {n}" for k, n in reasons.most_common())
         print(f"kept {len(kept)} of {total} tunes ({100 * len(kept) / total:.1f}%)" + (f"; rejected: {why}" if why else ""),
@@ -95,12 +88,19 @@ def run_abc(args: argparse.Namespace) -> int:
         except FolkRNNError as e:
             raise FolkRNNError(f"{name}: transcription {n}: {e}") from None
     text = "\n".join(parts)
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            raise FolkRNNError(f"{args.output}: {e.strerror or e}") from None
-    else:
-        sys.stdout.write(text)
+    _emit(text, args.output)
     return 0
+
+
+def _emit(text: str, output: str | None) -> None:
+    """Write to the -o file, or to stdout."""
+    from folkrnn.errors import FolkRNNError
+
+    if not output:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise FolkRNNError(f"{output}: {e.strerror or e}") from None

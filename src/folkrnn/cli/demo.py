@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("-n", "--num-tunes", type=int, default=6)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--meter", help="start every tune with this meter (e.g. 6/8); default: the model chooses")
+    p.add_argument("--mode", help="start every tune in this mode (major, minor, dorian, mixolydian); default: the model chooses")
     p.add_argument("--key", default="C", help="tonic to write the tunes in (e.g. D, G, A)")
     p.add_argument("-o", "--out", default="folkrnn-demo", help="output folder (default: folkrnn-demo)")
     p.set_defaults(func=run)
@@ -33,10 +35,13 @@ def run(args) -> int:
     from folkrnn.errors import FolkRNNError
     from folkrnn.evaluate import evaluate_tunes, format_table
     from folkrnn.midi import write_midi
-    from folkrnn.sample import SampleConfig, sample
+    from folkrnn.cli.model import _threads
+    from folkrnn.sample import SampleConfig, drop_unwritable, make_prime, sample
 
     parse_key(args.key)
-    cfg = SampleConfig(num_tunes=args.num_tunes, seed=args.seed, temperature=args.temperature)
+    prime = make_prime(meter=args.meter, mode=args.mode)
+    cfg = SampleConfig(num_tunes=args.num_tunes, seed=args.seed, temperature=args.temperature, prime=prime)
+    _threads(0, args.num_tunes)
     ckpt = load_model(args.model)
     name = ckpt.metadata.get("name") or Path(ckpt.metadata.get("file", args.model)).name
     out = Path(args.out)
@@ -51,9 +56,12 @@ def run(args) -> int:
         comments = [f"folkrnn demo: model {name}, seed {args.seed}, temperature {args.temperature}, tune {t.index + 1}"]
         if t.truncated:
             comments.append("stopped at the length cap")
+        kept, dropped = drop_unwritable(t.tokens)
+        if dropped:
+            comments.append(f"left out {len(dropped)} token(s) ABC cannot place: {' '.join(dropped[:20])}")
         try:
-            abc = tokens_to_abc(t.tokens, key=args.key, x=t.index + 1, title=f"folkrnn demo tune {t.index + 1}", comments=comments)
-            write_midi(out / f"tune{t.index + 1:02d}.mid", t.tokens)
+            abc = tokens_to_abc(kept, key=args.key, x=t.index + 1, title=f"folkrnn demo tune {t.index + 1}", comments=comments)
+            write_midi(out / f"tune{t.index + 1:02d}.mid", kept)
             midis += 1
         except FolkRNNError as e:  # the model wrote something that is not a tune: show it, go on
             abc = f"% tune {t.index + 1} is not a well-formed transcription ({e}):\n% {' '.join(t.tokens)}\n"
@@ -65,6 +73,6 @@ def run(args) -> int:
     ev = evaluate_tunes(tunes, source="demo tunes")
     print("How the tunes hold up as music (folkrnn evaluate):")
     print(format_table(ev))
-    print(f"\nWrote {out}/tunes.abc, {out}/tunes.txt and {midis} MIDI files ({out}/tune01.mid ...).")
+    print(f"\nWrote {out}/tunes.abc, {out}/tunes.txt and {midis} MIDI file(s) (tuneNN.mid).")
     print("Next: `folkrnn generate --help` for more controls, `folkrnn evaluate` on many more tunes.")
     return 0
