@@ -26,9 +26,7 @@ from pathlib import Path  # noqa: E402
 from folkrnn.datafile import read_tunes, write_tunes  # noqa: E402
 from folkrnn.evaluate import EvaluateConfig, evaluate_file  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1] / "shared" / "data" / "folkrnn_v2_generated_samples.txt"
-if not SAMPLES.exists():
-    SAMPLES = Path("/work/shared/data/folkrnn_v2_generated_samples.txt")
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "folkrnn_v2_generated_samples.txt"
 
 
 def main() -> None:

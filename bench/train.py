@@ -48,7 +48,7 @@ class PlainLSTM(nn.Module):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/folkrnn_v2_generated_samples.txt"))
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" / "folkrnn_v2_generated_samples.txt"))
     ap.add_argument("--iters", type=int, default=16)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0)

@@ -17,28 +17,16 @@ from folkrnn.checkpoint import load_checkpoint, read_metadata
 from folkrnn.errors import FolkRNNError
 from folkrnn.train import TrainConfig, choose_vocabulary, epoch_batches, split_train_valid, train
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "folkrnn_v2_generated_samples.txt"
-if not SAMPLES.exists():  # CI clones the repository next to shared/
-    SAMPLES = Path("/work/shared/data/folkrnn_v2_generated_samples.txt")
+SAMPLES = Path(__file__).resolve().parent / "data" / "folkrnn_v2_generated_samples.txt"
 
 TINY = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--no-progress", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """A small data_v2 file: the 64 real v2 transcriptions (plus a generated fallback)."""
+    """A small data_v2 file: the 64 real v2 transcriptions."""
     p = tmp_path_factory.mktemp("data") / "tunes.txt"
-    if SAMPLES.exists():
-        p.write_text(SAMPLES.read_text())
-    else:
-        g = torch.Generator().manual_seed(0)
-        notes = ["C", "D", "E", "F", "G", "A", "B", "c", "2", "|"]
-        tunes = []
-        for _ in range(64):
-            n = int(torch.randint(20, 60, (1,), generator=g))
-            body = [notes[int(i)] for i in torch.randint(0, len(notes), (n,), generator=g)]
-            tunes.append(f"M:4/4\nK:Cmaj\n{' '.join(body)}\n")
-        p.write_text("\n".join(tunes))
+    p.write_text(SAMPLES.read_text())
     return p
 
 
