@@ -414,15 +414,6 @@ def test_cli_bad_copy_run(small_file, capsys):
 # ---------------------------------------------------------------- ABC input
 
 
-def _abc_available() -> bool:
-    try:
-        from folkrnn.abc import read_abc_file  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _abc_available(), reason="folkrnn.abc not available yet")
 def test_abc_input(tmp_path):
     abc = tmp_path / "t.abc"
     abc.write_text(
