@@ -150,3 +150,28 @@ def test_ddp_two_processes_match_single(data, tmp_path):
     one = read_metadata(tmp_path / "one" / "last.safetensors")["training"]
     assert two["world_size"] == 2 and two["replicas_identical"] is True
     assert two["history"][-1]["valid_nll"] == pytest.approx(one["history"][-1]["valid_nll"], rel=0.03)
+
+
+@pytest.mark.parametrize("mode", ["value", "norm", "lasagne"])
+def test_clip_modes_train(data, tmp_path, mode):
+    cfg = TrainConfig(hidden_size=8, num_layers=1, batch_size=16, epochs=1, max_iterations=2, clip=0.5, clip_mode=mode)
+    train(data, tmp_path / mode, cfg, progress=False)
+    ck = load_checkpoint(tmp_path / mode / "last.safetensors")
+    assert ck.metadata["training"]["iteration"] == 2
+
+
+def test_lasagne_clip_bounds_gate_gradients():
+    from folkrnn.model import FolkRNN, ModelConfig
+
+    torch.manual_seed(0)
+    m = FolkRNN(ModelConfig(vocab_size=137, hidden_size=8, num_layers=1, dropout=0.0))
+    ids = torch.randint(0, 137, (2, 30))
+    grads = {}
+    for clip in (None, 1e-4):
+        m.zero_grad()
+        logits, _ = m.run_explicit(ids, grad_clip=clip)
+        (logits.square().sum() * 1e3).backward()
+        grads[clip] = m.layers[0].bias.grad.clone()
+    # Each step's gate gradient is bounded by the clip, so the bias gradient by steps x clip.
+    assert grads[1e-4].abs().max() <= 30 * 2 * 1e-4 + 1e-9
+    assert grads[None].abs().max() > grads[1e-4].abs().max()

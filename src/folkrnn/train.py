@@ -61,7 +61,7 @@ class TrainConfig:
     lr_decay: float = 0.97
     decay_after: int = 20
     clip: float = 5.0
-    clip_mode: str = "norm"  # "norm": total gradient norm (fused kernel); "lasagne": elementwise on gate pre-activations (explicit cell, slow)
+    clip_mode: str = "value"  # "value": each gradient element to [-clip, clip]; "norm": total norm; "lasagne": gate pre-activation gradients inside the recurrence (explicit cell, slow)
     hidden_size: int = 512
     num_layers: int = 3
     dropout: float = 0.5
@@ -88,7 +88,7 @@ class TrainConfig:
             (self.lr_schedule in ("decay", "constant"), "lr schedule must be 'decay' or 'constant'"),
             (0 < self.lr_decay <= 1, "lr decay must be in (0, 1]"),
             (self.clip >= 0, "clip must be >= 0 (0 = off)"),
-            (self.clip_mode in ("norm", "lasagne"), "clip mode must be 'norm' or 'lasagne'"),
+            (self.clip_mode in ("value", "norm", "lasagne"), "clip mode must be 'value', 'norm' or 'lasagne'"),
             (0 < self.valid_fraction < 0.5, "validation fraction must be in (0, 0.5)"),
             (self.checkpoint_minutes > 0, "checkpoint interval must be > 0 minutes"),
             (self.vocabulary in ("auto", "v2", "data"), "vocabulary must be auto, v2 or data"),
@@ -273,7 +273,7 @@ class Trainer:
 
         mc = ModelConfig(vocab_size=len(self.vocab), hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout)
         if cfg.clip_mode == "lasagne" and self.dist.world > 1:
-            raise FolkRNNError("--clip-mode lasagne runs the explicit cell outside DDP; use --clip-mode norm with torchrun")
+            raise FolkRNNError("--clip-mode lasagne runs the explicit cell outside DDP; use --clip-mode value or norm with torchrun")
         # Dropout draws from the global generator; its state is checkpointed.
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.model = FolkRNN(mc)
@@ -377,6 +377,8 @@ class Trainer:
         loss.backward()
         if self.cfg.clip > 0 and self.cfg.clip_mode == "norm":
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        elif self.cfg.clip > 0 and self.cfg.clip_mode == "value":
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip)
         self.optimizer.step()
         n_tok = int((tgt != -100).sum())
         return loss.item() * global_size / self.dist.world, n_tok

@@ -33,8 +33,9 @@ def register(sub) -> None:
     p.add_argument("--lr-decay", type=float, default=d.lr_decay)
     p.add_argument("--decay-after", type=int, default=d.decay_after, help="epochs before the decay starts")
     p.add_argument("--clip", type=float, default=d.clip, help="gradient clipping bound (0 = off)")
-    p.add_argument("--clip-mode", choices=("norm", "lasagne"), default=d.clip_mode,
-                   help="norm: clip the total gradient norm (fast, fused kernel); lasagne: clip each gate pre-activation gradient inside the recurrence like the original (explicit cell, much slower)")
+    p.add_argument("--clip-mode", choices=("value", "norm", "lasagne"), default=d.clip_mode,
+                   help="value: clip each gradient element to [-clip, clip] (default, fused kernel); norm: clip the total gradient norm; "
+                   "lasagne: clip each gate pre-activation gradient inside the recurrence like the original (explicit cell, much slower)")
     p.add_argument("--hidden", type=int, default=d.hidden_size, help="LSTM units per layer")
     p.add_argument("--layers", type=int, default=d.num_layers)
     p.add_argument("--dropout", type=float, default=d.dropout)
