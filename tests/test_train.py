@@ -175,3 +175,15 @@ def test_lasagne_clip_bounds_gate_gradients():
     # Each step's gate gradient is bounded by the clip, so the bias gradient by steps x clip.
     assert grads[1e-4].abs().max() <= 30 * 2 * 1e-4 + 1e-9
     assert grads[None].abs().max() > grads[1e-4].abs().max()
+
+
+def test_resume_refuses_a_different_recipe_but_takes_a_new_rate(data, tmp_path):
+    run = tmp_path / "run"
+    base = ["train", str(data), *TINY, "--max-iterations", "2", "-o", str(run)]
+    assert run_cli(*base).returncode == 0
+    r = run_cli(*base, "--resume", "--dropout", "0.1")
+    assert r.returncode == 2 and "dropout" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("train", str(data), *TINY, "--max-iterations", "4", "-o", str(run), "--resume", "--lr", "0.001")
+    assert r.returncode == 0, r.stderr
+    meta = read_metadata(run / "last.safetensors")["training"]
+    assert meta["iteration"] == 4 and meta["train_config"]["learning_rate"] == 0.001

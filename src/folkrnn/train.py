@@ -242,7 +242,11 @@ class Trainer:
             if saved != cfg:
                 diff = [f.name for f in fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)]
                 # Only the stopping rules may change on resume; the recipe may not.
-                allowed = {"epochs", "patience", "max_iterations", "checkpoint_minutes", "checkpoint_every", "eval_every", "device"}
+                # The learning rate may be changed by hand too (log.csv records it per row).
+                allowed = {"epochs", "patience", "max_iterations", "checkpoint_minutes", "checkpoint_every", "eval_every", "device",
+                           "learning_rate"}
+                if saved.learning_rate != cfg.learning_rate:
+                    log.info("learning rate changed on resume: %g -> %g", saved.learning_rate, cfg.learning_rate)
                 bad = [k for k in diff if k not in allowed]
                 if bad:
                     raise FolkRNNError(f"--resume with different training options: {', '.join(bad)} (the run was started with other values)")
