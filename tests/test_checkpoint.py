@@ -104,12 +104,12 @@ def test_model_spec_resolution(tiny, tmp_path, monkeypatch):
     assert load_model().model.config.hidden_size == 16
 
 
-def test_shipped_default_loads_if_present():
-    path = ck.default_model_path()
-    if path is None:
-        pytest.skip("no default model shipped yet")
+def test_shipped_default_is_a_trained_v2_model():
+    assert ck.default_model_path() is not None, "the package ships folkrnn_v2_default.safetensors"
     ckpt = load_model("default")
-    assert ckpt.model.config.vocab_size == len(ckpt.vocab)
+    assert ckpt.vocab == Vocabulary.v2()
+    assert ckpt.model.num_parameters() == 5_599_881
+    assert ckpt.metadata["training"]["best_valid"] < 2.0  # far below the unigram's ~3.1
 
 
 def test_parameter_table_v2():
