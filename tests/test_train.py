@@ -121,9 +121,9 @@ def test_resume_after_sigkill_reaches_same_weights(data, tmp_path):
 def read_metadata_state(run: Path) -> int:
     import json
 
-    with open(run / "state.safetensors", "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        return json.loads(json.loads(f.read(n))["__metadata__"]["state"])["iteration"]
+    from folkrnn.checkpoint import header_metadata
+
+    return json.loads(header_metadata(run / "state.safetensors")["state"])["iteration"]
 
 
 def _torchrun(*args):

@@ -64,19 +64,26 @@ def save_checkpoint(path: str | Path, model: FolkRNN, vocab: Vocabulary, metadat
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"folkrnn": json.dumps(meta)}))
 
 
+def header_metadata(path: str | Path) -> dict[str, str]:
+    """The string map in a safetensors header, read without touching the tensors (so a
+    file with a sound header but a truncated body still tells what it is).
+
+    Raises OSError / ValueError / KeyError / TypeError as the file warrants; callers word the error."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if not 2 <= n <= 100_000_000:
+            raise ValueError("bad header size")
+        return json.loads(f.read(n)).get("__metadata__") or {}
+
+
 def read_metadata(path: str | Path) -> dict:
     """The JSON metadata of a checkpoint, without loading the weights."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 2 <= n <= 100_000_000:
-                raise ValueError("bad header size")
-            header = json.loads(f.read(n))
-        meta = json.loads(header["__metadata__"]["folkrnn"])
+        meta = json.loads(header_metadata(path)["folkrnn"])
     except FileNotFoundError:
         raise FolkRNNError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise FolkRNNError(f"{path}: not a folkrnn checkpoint (unreadable safetensors header or metadata)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise FolkRNNError(f"{path}: not a folkrnn checkpoint (format field missing)")

@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from folkrnn.checkpoint import atomic_write, save_checkpoint
+from folkrnn.checkpoint import atomic_write, header_metadata, save_checkpoint
 from folkrnn.datafile import read_tunes
 from folkrnn.errors import FolkRNNError
 from folkrnn.model import FolkRNN, ModelConfig, config_from_dict
@@ -307,9 +307,7 @@ class Trainer:
             raise FolkRNNError(f"{self.run_dir}: nothing to resume (no {STATE_FILE})")
         try:
             tensors = load_file(str(path))
-            with open(path, "rb") as f:
-                n = int.from_bytes(f.read(8), "little")
-                meta = json.loads(json.loads(f.read(n))["__metadata__"]["state"])
+            meta = json.loads(header_metadata(path)["state"])
         except Exception as e:  # noqa: BLE001 - any failure here means a damaged file
             raise FolkRNNError(f"{path}: unreadable training state ({e})") from None
         if meta.get("format") != STATE_FORMAT:

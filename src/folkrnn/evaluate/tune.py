@@ -231,6 +231,12 @@ class _Scan:
         self.stray = 0
 
 
+def _scaled(base, mul_n: int, mul_d: int):
+    """base * mul_n / mul_d, kept an int when it divides (the common case, and fast)."""
+    d = base * mul_n
+    return Fraction(d, mul_d) if d % mul_d else d // mul_d
+
+
 def _scan(tokens: list[str]) -> _Scan:
     s = _Scan()
     ev_pitch, ev_dur, pitches, bars, seps = s.ev_pitch, s.ev_dur, s.pitches, s.bars, s.seps
@@ -278,11 +284,7 @@ def _scan(tokens: list[str]) -> _Scan:
                 stray += 1
                 continue
             if open_ev:
-                d = base * mul_n
-                if d % mul_d:
-                    d = Fraction(d, mul_d)
-                else:
-                    d //= mul_d
+                d = _scaled(base, mul_n, mul_d)
                 ev_dur.append(d)
                 bar_total += d
             open_ev = True
@@ -341,11 +343,7 @@ def _scan(tokens: list[str]) -> _Scan:
             prev = _P_OTHER
         elif code == _BAR:
             if open_ev:
-                d = base * mul_n
-                if d % mul_d:
-                    d = Fraction(d, mul_d)
-                else:
-                    d //= mul_d
+                d = _scaled(base, mul_n, mul_d)
                 ev_dur.append(d)
                 bar_total += d
                 open_ev = False
@@ -372,11 +370,7 @@ def _scan(tokens: list[str]) -> _Scan:
         else:
             prev = _P_OTHER
     if open_ev:
-        d = base * mul_n
-        if d % mul_d:
-            d = Fraction(d, mul_d)
-        else:
-            d //= mul_d
+        d = _scaled(base, mul_n, mul_d)
         ev_dur.append(d)
         bar_total += d
     n = len(ev_pitch)
