@@ -198,3 +198,55 @@ def test_resume_refuses_a_different_recipe_but_takes_a_new_rate(data, tmp_path):
     assert r.returncode == 0, r.stderr
     meta = read_metadata(run / "last.safetensors")["training"]
     assert meta["iteration"] == 4 and meta["train_config"]["learning_rate"] == 0.001
+
+
+def test_resume_keeps_the_runs_own_options(data, tmp_path):
+    """`--resume` alone continues the run as it was going: options not given keep the run's values."""
+    run = tmp_path / "run"
+    assert run_cli("train", str(data), *TINY, "--max-iterations", "2", "--lr", "0.0005", "--dropout", "0.2", "-o", str(run)).returncode == 0
+    r = run_cli("train", str(data), "--no-progress", "--threads", "1", "--max-iterations", "3", "-o", str(run), "--resume")
+    assert r.returncode == 0, r.stderr
+    cfg = read_metadata(run / "last.safetensors")["training"]["train_config"]
+    assert (cfg["learning_rate"], cfg["dropout"], cfg["hidden_size"], cfg["max_iterations"]) == (0.0005, 0.2, 16, 3)
+    assert "learning rate changed" not in r.stderr
+
+
+def test_init_starts_from_a_models_weights(data, tmp_path):
+    from folkrnn.train import Trainer
+
+    base = tmp_path / "base"
+    assert run_cli("train", str(data), *TINY, "--max-iterations", "3", "-o", str(base)).returncode == 0
+    start = load_checkpoint(base / "last.safetensors").model.state_dict()
+    cfg = TrainConfig(hidden_size=16, num_layers=2, batch_size=4, init=str(base / "last.safetensors"))
+    t = Trainer(data, tmp_path / "tuned-api", cfg, progress=False)
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    fresh = Trainer(data, tmp_path / "fresh-api", TrainConfig(hidden_size=16, num_layers=2, batch_size=4), progress=False)
+    assert not torch.equal(fresh.model.layers[0].weight_hh, start["layers.0.weight_hh"])
+
+    # The CLI takes the size from the model; the run records where it started and resumes without the flag.
+    tuned = tmp_path / "tuned"
+    args = ["train", str(data), "--batch-size", "4", "--no-progress", "--threads", "1", "-o", str(tuned)]
+    r = run_cli(*args, "--init", str(base / "last.safetensors"), "--max-iterations", "2")
+    assert r.returncode == 0, r.stderr
+    meta = read_metadata(tuned / "last.safetensors")["training"]
+    assert meta["train_config"]["hidden_size"] == 16 and meta["init"]["sha256"] and meta["iteration"] == 2
+    r = run_cli(*args, "--resume", "--max-iterations", "3")
+    assert r.returncode == 0, r.stderr
+    assert read_metadata(tuned / "last.safetensors")["training"]["iteration"] == 3
+
+
+def test_init_refusals_are_one_line(data, tmp_path):
+    small = tmp_path / "small.txt"
+    lines = [ln for ln in data.read_text().split("\n\n") if ln.strip()][:3]
+    small.write_text("\n\n".join(lines) + "\n")
+    base = tmp_path / "base"
+    assert run_cli("train", str(small), *TINY, "--vocabulary", "data", "--max-iterations", "1", "-o", str(base)).returncode == 0
+    ckpt = str(base / "last.safetensors")
+    r = run_cli("train", str(data), *TINY, "--init", ckpt, "-o", str(tmp_path / "a"))
+    assert r.returncode == 2 and "outside --init" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = run_cli("train", str(small), *TINY, "--hidden", "32", "--init", ckpt, "-o", str(tmp_path / "b"))
+    assert r.returncode == 2 and "2 x 16" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = run_cli("train", str(small), *TINY, "--init", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "c"))
+    assert r.returncode == 2 and "nope.safetensors" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "a" / "state.safetensors").exists()

@@ -76,6 +76,7 @@ class TrainConfig:
     max_iterations: int = 0  # stop after this many iterations in total (0 = no limit)
     vocabulary: str = "auto"  # "auto": v2 if the data fits it, else built from the data; "v2"; "data"
     device: str = "auto"
+    init: str = ""  # start from this model's weights (fine-tuning; fresh optimizer); "" = fresh Glorot/orthogonal init
 
     def __post_init__(self) -> None:
         checks = [
@@ -122,6 +123,41 @@ def choose_vocabulary(tunes: Sequence[Sequence[str]], mode: str) -> Vocabulary:
             raise FolkRNNError(f"the data has tokens outside the v2 vocabulary: {' '.join(missing[:20])}")
         log.info("data has %d tokens outside v2; building the vocabulary from the data", len(missing))
     return Vocabulary.from_tunes(tunes)
+
+
+def data_vocabulary(vocab: Vocabulary, tunes: Sequence[Sequence[str]], what: str) -> Vocabulary:
+    """`vocab` itself when every token of the data is in it; else a one-line error naming the strangers."""
+    missing = vocab.unknown(t for tune in tunes for t in tune)
+    if missing:
+        raise FolkRNNError(f"the data has tokens outside {what}'s vocabulary: {' '.join(missing[:20])}")
+    return vocab
+
+
+def read_state_meta(run_dir: str | Path) -> dict:
+    """The JSON header of a run's state file (options, position, history), without its tensors."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.exists():
+        raise FolkRNNError(f"{run_dir}: nothing to resume (no {STATE_FILE})")
+    try:
+        meta = json.loads(header_metadata(path)["state"])
+    except Exception as e:  # noqa: BLE001 - any failure here means a damaged file
+        raise FolkRNNError(f"{path}: unreadable training state ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        raise FolkRNNError(f"{path}: not a folkrnn training state")
+    return meta
+
+
+def saved_config(run_dir: str | Path) -> TrainConfig:
+    """The options a run in `run_dir` was started (or last resumed) with."""
+    return TrainConfig.from_dict(read_state_meta(run_dir)["train_config"])
+
+
+def init_model_size(spec: str) -> tuple[int, int]:
+    """(hidden size, layers) of the model `--init` names."""
+    from folkrnn.checkpoint import load_model
+
+    c = load_model(spec).model.config
+    return c.hidden_size, c.num_layers
 
 
 def split_train_valid(n: int, cfg: TrainConfig) -> tuple[list[int], list[int]]:
@@ -258,9 +294,29 @@ class Trainer:
 
         tunes = read_tunes(data)
         self.data_path = str(data)
-        self.vocab = choose_vocabulary(tunes, cfg.vocabulary)
-        if state is not None and state["meta"]["vocabulary"] != list(self.vocab.tokens):
-            raise FolkRNNError(f"{data}: the data gives a different vocabulary from the run being resumed")
+        init = None
+        self.init_info: dict | None = None
+        if state is not None:
+            self.init_info = state["meta"].get("init")
+            if cfg.init:  # the run's vocabulary is its init model's; the data must still fit it
+                self.vocab = data_vocabulary(Vocabulary(state["meta"]["vocabulary"]), tunes, "the run being resumed")
+            else:
+                self.vocab = choose_vocabulary(tunes, cfg.vocabulary)
+            if state["meta"]["vocabulary"] != list(self.vocab.tokens):
+                raise FolkRNNError(f"{data}: the data gives a different vocabulary from the run being resumed")
+        elif cfg.init:
+            from folkrnn.checkpoint import load_model, resolve_model_path
+
+            init = load_model(cfg.init)
+            ic = init.model.config
+            if (ic.hidden_size, ic.num_layers) != (cfg.hidden_size, cfg.num_layers):
+                raise FolkRNNError(f"--init {cfg.init} is {ic.num_layers} x {ic.hidden_size} but the run asks for "
+                                   f"{cfg.num_layers} x {cfg.hidden_size}; leave --hidden/--layers out to keep the model's size")
+            self.vocab = data_vocabulary(init.vocab, tunes, f"--init {cfg.init}")
+            path = resolve_model_path(cfg.init)
+            self.init_info = {"model": cfg.init, "file": str(path), "sha256": _sha256(path)}
+        else:
+            self.vocab = choose_vocabulary(tunes, cfg.vocabulary)
         seqs = [[self.vocab.bos, *self.vocab.encode(t, where=f"{data}: tune {i + 1}"), self.vocab.eos] for i, t in enumerate(tunes)]
         tr, va = split_train_valid(len(seqs), cfg)
         if not tr:
@@ -282,6 +338,9 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.model = FolkRNN(mc)
         self.model.reset_parameters(torch.Generator().manual_seed(cfg.seed), forget_bias=cfg.forget_bias)
+        if init is not None:
+            self.model.load_state_dict(init.model.state_dict())
+            log.info("starting from the weights of %s", cfg.init)
         self.model.to(self.device)
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
         self.epoch = 0
@@ -302,16 +361,12 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------
     def _read_state(self) -> dict:
+        meta = read_state_meta(self.run_dir)
         path = self.run_dir / STATE_FILE
-        if not path.exists():
-            raise FolkRNNError(f"{self.run_dir}: nothing to resume (no {STATE_FILE})")
         try:
             tensors = load_file(str(path))
-            meta = json.loads(header_metadata(path)["state"])
         except Exception as e:  # noqa: BLE001 - any failure here means a damaged file
             raise FolkRNNError(f"{path}: unreadable training state ({e})") from None
-        if meta.get("format") != STATE_FORMAT:
-            raise FolkRNNError(f"{path}: not a folkrnn training state")
         return {"tensors": tensors, "meta": meta}
 
     def _load_state(self, state: dict) -> None:
@@ -338,6 +393,7 @@ class Trainer:
             "elapsed": self.elapsed, "best_valid": self.best_valid, "bad_evals": self.bad_evals,
             "history": self.history, "vocabulary": list(self.vocab.tokens), "torch": torch.__version__,
             "world_size": self.dist.world, "replicas_identical": getattr(self, "replicas_identical", None),
+            "init": self.init_info,
         }
 
     def save(self) -> None:
@@ -355,7 +411,7 @@ class Trainer:
 
     def _model_metadata(self) -> dict:
         m = self._metadata()
-        return {"training": {k: m[k] for k in ("train_config", "data", "epoch", "iteration", "tokens_seen", "elapsed", "best_valid", "history", "torch", "world_size", "replicas_identical")}}
+        return {"training": {k: m[k] for k in ("train_config", "data", "epoch", "iteration", "tokens_seen", "elapsed", "best_valid", "history", "torch", "world_size", "replicas_identical", "init")}}
 
     # -- steps ---------------------------------------------------------------------
     def _forward_loss(self, ids: torch.Tensor, tgt: torch.Tensor, scale: float) -> torch.Tensor:

@@ -1,12 +1,45 @@
-"""`folkrnn train`: the config5 recipe (see folkrnn.train)."""
+"""`folkrnn train`: the config5 recipe (see folkrnn.train).
+
+Every option defaults to the recipe; with `--resume` an option not given on the command
+line keeps the value the run was started (or last resumed) with, so `--resume` alone
+continues a run exactly as it was going.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 
 from folkrnn.errors import FolkRNNError
+
+# (flags, TrainConfig field, type, help); None as type marks a switch.
+OPTIONS: list[tuple[tuple[str, ...], str, type | None, str]] = [
+    (("--init",), "init", str, "start from this model's weights (`default`, a .safetensors checkpoint or a folk-rnn .pkl) "
+     "with a fresh optimizer: fine-tuning; its vocabulary and size are kept"),
+    (("--epochs",), "epochs", int, "epochs in all"),
+    (("--batch-size",), "batch_size", int, "tunes per batch"),
+    (("--lr",), "learning_rate", float, "learning rate (RMSprop); may be changed on --resume"),
+    (("--rho",), "rho", float, "RMSprop decay"),
+    (("--eps",), "eps", float, "RMSprop epsilon"),
+    (("--lr-decay",), "lr_decay", float, "rate factor per epoch after --decay-after"),
+    (("--decay-after",), "decay_after", int, "epochs before the decay starts"),
+    (("--clip",), "clip", float, "gradient clipping bound (0 = off)"),
+    (("--hidden",), "hidden_size", int, "LSTM units per layer"),
+    (("--layers",), "num_layers", int, "LSTM layers"),
+    (("--dropout",), "dropout", float, "dropout after each LSTM layer"),
+    (("--valid-fraction",), "valid_fraction", float, "fraction of tunes held out for validation"),
+    (("--split-seed",), "split_seed", int, "seed of the train/validation split"),
+    (("--seed",), "seed", int, "seed for initialisation, data order and dropout"),
+    (("--eval-every",), "eval_every", int, "iterations between validations (0 = each epoch)"),
+    (("--checkpoint-minutes",), "checkpoint_minutes", float, "minutes between checkpoints"),
+    (("--checkpoint-every",), "checkpoint_every", int, "also checkpoint every N iterations (0 = by time only)"),
+    (("--patience",), "patience", int, "stop after N validations without improvement (0 = never)"),
+    (("--max-iterations",), "max_iterations", int, "stop after N iterations in all (0 = no limit)"),
+    (("--device",), "device", str, "auto, cpu, cuda"),
+]
 
 
 def register(sub) -> None:
@@ -18,60 +51,61 @@ def register(sub) -> None:
         help="train the v2 network (config5 recipe); resumable; torchrun for several processes",
         description="Train the folk-rnn v2 network on a data_v2 token file with the config5 recipe. "
         "Writes state.safetensors (resume), last/best.safetensors (models), log.csv and loss.png to RUN_DIR. "
+        "With --resume, options not given keep the run's own values. "
         "Distributed: torchrun --nproc_per_node=N -m folkrnn train DATA -o RUN_DIR",
     )
     p.add_argument("data", help="data_v2 token file (see `folkrnn corpus`)")
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate (RMSprop)")
-    p.add_argument("--rho", type=float, default=d.rho)
-    p.add_argument("--eps", type=float, default=d.eps)
-    p.add_argument("--constant-lr", action="store_true",
-                   help="keep the rate constant, as the released folk-rnn script actually did (default: the documented x0.97 per epoch after epoch 20)")
-    p.add_argument("--lr-decay", type=float, default=d.lr_decay)
-    p.add_argument("--decay-after", type=int, default=d.decay_after, help="epochs before the decay starts")
-    p.add_argument("--clip", type=float, default=d.clip, help="gradient clipping bound (0 = off)")
-    p.add_argument("--clip-mode", choices=("value", "norm", "lasagne"), default=d.clip_mode,
+    for flags, name, typ, text in OPTIONS:
+        default = getattr(d, name)
+        shown = f" (default: {default})" if default != "" else ""
+        p.add_argument(*flags, dest=name, type=typ, default=argparse.SUPPRESS, help=text + shown)
+    p.add_argument("--constant-lr", dest="lr_schedule", action="store_const", const="constant", default=argparse.SUPPRESS,
+                   help="keep the rate constant, as the released folk-rnn script actually did "
+                   "(default: the documented x0.97 per epoch after epoch 20)")
+    p.add_argument("--optimizer", choices=("rmsprop", "rmsprop-torch", "adam"), default=argparse.SUPPRESS,
+                   help="rmsprop: Lasagne's formula, as config5 ran (default); rmsprop-torch; adam")
+    p.add_argument("--clip-mode", dest="clip_mode", choices=("value", "norm", "lasagne"), default=argparse.SUPPRESS,
                    help="value: clip each gradient element to [-clip, clip] (default, fused kernel); norm: clip the total gradient norm; "
                    "lasagne: clip each gate pre-activation gradient inside the recurrence like the original (explicit cell, much slower)")
-    p.add_argument("--hidden", type=int, default=d.hidden_size, help="LSTM units per layer")
-    p.add_argument("--layers", type=int, default=d.num_layers)
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--valid-fraction", type=float, default=d.valid_fraction)
-    p.add_argument("--split-seed", type=int, default=d.split_seed)
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for initialisation, data order and dropout")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="iterations between validations (0 = each epoch)")
-    p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="also checkpoint every N iterations")
-    p.add_argument("--patience", type=int, default=d.patience, help="stop after N validations without improvement (0 = never)")
-    p.add_argument("--max-iterations", type=int, default=d.max_iterations, help="stop after N iterations in all (0 = no limit)")
-    p.add_argument("--vocabulary", choices=("auto", "v2", "data"), default=d.vocabulary)
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda")
+    p.add_argument("--vocabulary", choices=("auto", "v2", "data"), default=argparse.SUPPRESS,
+                   help="auto: v2 when the data fits it, else built from the data (default)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = PyTorch's default)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
+def config_from_args(args):
+    """The run's options: the recipe's (or, on --resume, the run's own) with the given flags over them."""
+    from folkrnn.train import TrainConfig, saved_config
+
+    names = [name for _, name, _, _ in OPTIONS] + ["lr_schedule", "optimizer", "clip_mode", "vocabulary"]
+    given = {k: getattr(args, k) for k in names if hasattr(args, k)}
+    if args.resume:
+        base = saved_config(args.out)
+    elif "init" in given:
+        from folkrnn.train import init_model_size
+
+        # Fine-tuning keeps the model's size unless the flags say otherwise (then the trainer refuses).
+        hidden, layers = init_model_size(given["init"])
+        base = TrainConfig(hidden_size=hidden, num_layers=layers)
+    else:
+        base = TrainConfig()
+    return replace(base, **given)
+
+
 def run(args) -> int:
     import torch
 
-    from folkrnn.train import TrainConfig, train
+    from folkrnn.train import train
 
     if args.threads < 0:
         raise FolkRNNError("--threads must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, rho=args.rho, eps=args.eps,
-        lr_schedule="constant" if args.constant_lr else "decay", lr_decay=args.lr_decay, decay_after=args.decay_after,
-        clip=args.clip, clip_mode=args.clip_mode, hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
-        valid_fraction=args.valid_fraction, split_seed=args.split_seed, seed=args.seed, eval_every=args.eval_every,
-        checkpoint_minutes=args.checkpoint_minutes, checkpoint_every=args.checkpoint_every, patience=args.patience,
-        max_iterations=args.max_iterations, vocabulary=args.vocabulary, device=args.device,
-    )
+    cfg = config_from_args(args)
     last = train(args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress)
     if last and os.environ.get("RANK", "0") == "0":
         print(f"validation NLL {last['valid_nll']:.4f} nats/token at epoch {last['epoch']} (iteration {last['iteration']}); run in {args.out}",
