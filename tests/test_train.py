@@ -250,3 +250,21 @@ def test_init_refusals_are_one_line(data, tmp_path):
     r = run_cli("train", str(small), *TINY, "--init", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "c"))
     assert r.returncode == 2 and "nope.safetensors" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "a" / "state.safetensors").exists()
+
+
+def test_patience_with_min_delta(data, tmp_path):
+    """Tiny gains keep `best` up to date but do not reset patience when --min-delta asks for more."""
+    from folkrnn.train import Trainer
+
+    cfg = TrainConfig(hidden_size=16, num_layers=2, batch_size=4, patience=3, min_delta=0.01)
+    t = Trainer(data, tmp_path / "run", cfg, progress=False)
+    t.n_batches = 1
+    stops = []
+    for v in [3.0, 2.5, 2.499, 2.4985, 2.498]:
+        t.validate = lambda v=v: v
+        stops.append(t._evaluate_and_log(1.0, 1))
+    assert stops == [False, False, False, False, True]
+    assert t.best_valid == 2.498 and t.patience_ref == 2.5
+    assert read_metadata(tmp_path / "run" / "best.safetensors")["training"]["best_valid"] == 2.498
+    with pytest.raises(FolkRNNError, match="min delta"):
+        TrainConfig(min_delta=-1)

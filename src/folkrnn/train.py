@@ -73,6 +73,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     checkpoint_every: int = 0  # iterations between checkpoints (0 = by time only); for tests
     patience: int = 0  # stop after this many validations without improvement (0 = never)
+    min_delta: float = 0.0  # for patience, a validation improves only when it beats the last improvement by more than this (nats/token)
     max_iterations: int = 0  # stop after this many iterations in total (0 = no limit)
     vocabulary: str = "auto"  # "auto": v2 if the data fits it, else built from the data; "v2"; "data"
     device: str = "auto"
@@ -92,6 +93,7 @@ class TrainConfig:
             (self.clip_mode in ("value", "norm", "lasagne"), "clip mode must be 'value', 'norm' or 'lasagne'"),
             (0 < self.valid_fraction < 0.5, "validation fraction must be in (0, 0.5)"),
             (self.checkpoint_minutes > 0, "checkpoint interval must be > 0 minutes"),
+            (self.min_delta >= 0, "min delta must be >= 0"),
             (self.vocabulary in ("auto", "v2", "data"), "vocabulary must be auto, v2 or data"),
             (min(self.eval_every, self.checkpoint_every, self.patience, self.max_iterations, self.decay_after) >= 0,
              "interval, patience and limit options must be >= 0"),
@@ -280,7 +282,7 @@ class Trainer:
                 # Only the stopping rules may change on resume; the recipe may not.
                 # The learning rate may be changed by hand too (log.csv records it per row).
                 allowed = {"epochs", "patience", "max_iterations", "checkpoint_minutes", "checkpoint_every", "eval_every", "device",
-                           "learning_rate"}
+                           "learning_rate", "min_delta"}
                 if saved.learning_rate != cfg.learning_rate:
                     log.info("learning rate changed on resume: %g -> %g", saved.learning_rate, cfg.learning_rate)
                 bad = [k for k in diff if k not in allowed]
@@ -350,6 +352,7 @@ class Trainer:
         self.elapsed = 0.0
         self.history: list[dict] = []
         self.best_valid = math.inf
+        self.patience_ref = math.inf  # the validation NLL that last counted as an improvement for patience
         self.bad_evals = 0
         if state is not None:
             self._load_state(state)
@@ -384,13 +387,14 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.iteration = m["epoch"], m["batch_in_epoch"], m["iteration"]
         self.tokens_seen, self.elapsed = m["tokens_seen"], m["elapsed"]
         self.history, self.best_valid, self.bad_evals = m["history"], m["best_valid"], m["bad_evals"]
+        self.patience_ref = m.get("patience_ref", self.best_valid)
         log.info("resumed at epoch %d batch %d (iteration %d)", self.epoch, self.batch_in_epoch, self.iteration)
 
     def _metadata(self) -> dict:
         return {
             "train_config": asdict(self.cfg), "data": self.data_info, "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch, "iteration": self.iteration, "tokens_seen": self.tokens_seen,
-            "elapsed": self.elapsed, "best_valid": self.best_valid, "bad_evals": self.bad_evals,
+            "elapsed": self.elapsed, "best_valid": self.best_valid, "bad_evals": self.bad_evals, "patience_ref": self.patience_ref,
             "history": self.history, "vocabulary": list(self.vocab.tokens), "torch": torch.__version__,
             "world_size": self.dist.world, "replicas_identical": getattr(self, "replicas_identical", None),
             "init": self.init_info,
@@ -473,6 +477,8 @@ class Trainer:
         improved = v < self.best_valid - 1e-6
         if improved:
             self.best_valid = v
+        if v < self.patience_ref - max(self.cfg.min_delta, 1e-6):
+            self.patience_ref = v
             self.bad_evals = 0
         else:
             self.bad_evals += 1

@@ -37,6 +37,8 @@ OPTIONS: list[tuple[tuple[str, ...], str, type | None, str]] = [
     (("--checkpoint-minutes",), "checkpoint_minutes", float, "minutes between checkpoints"),
     (("--checkpoint-every",), "checkpoint_every", int, "also checkpoint every N iterations (0 = by time only)"),
     (("--patience",), "patience", int, "stop after N validations without improvement (0 = never)"),
+    (("--min-delta",), "min_delta", float, "with --patience: a validation counts as an improvement only when it beats "
+     "the last one that did by more than this many nats/token"),
     (("--max-iterations",), "max_iterations", int, "stop after N iterations in all (0 = no limit)"),
     (("--device",), "device", str, "auto, cpu, cuda"),
 ]
