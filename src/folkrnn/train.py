@@ -117,12 +117,12 @@ class TrainConfig:
 # -- data --------------------------------------------------------------------------
 def choose_vocabulary(tunes: Sequence[Sequence[str]], mode: str) -> Vocabulary:
     v2 = Vocabulary.v2()
-    if mode == "v2" or mode == "auto":
+    if mode == "v2":
+        return data_vocabulary(v2, tunes, "the v2 vocabulary")
+    if mode == "auto":
         missing = v2.unknown(t for tune in tunes for t in tune)
         if not missing:
             return v2
-        if mode == "v2":
-            raise FolkRNNError(f"the data has tokens outside the v2 vocabulary: {' '.join(missing[:20])}")
         log.info("data has %d tokens outside v2; building the vocabulary from the data", len(missing))
     return Vocabulary.from_tunes(tunes)
 
@@ -131,7 +131,7 @@ def data_vocabulary(vocab: Vocabulary, tunes: Sequence[Sequence[str]], what: str
     """`vocab` itself when every token of the data is in it; else a one-line error naming the strangers."""
     missing = vocab.unknown(t for tune in tunes for t in tune)
     if missing:
-        raise FolkRNNError(f"the data has tokens outside {what}'s vocabulary: {' '.join(missing[:20])}")
+        raise FolkRNNError(f"the data has tokens outside {what}: {' '.join(missing[:20])}")
     return vocab
 
 
@@ -299,13 +299,9 @@ class Trainer:
         init = None
         self.init_info: dict | None = None
         if state is not None:
+            # A run keeps its vocabulary (chosen from the data, or its --init model's).
             self.init_info = state["meta"].get("init")
-            if cfg.init:  # the run's vocabulary is its init model's; the data must still fit it
-                self.vocab = data_vocabulary(Vocabulary(state["meta"]["vocabulary"]), tunes, "the run being resumed")
-            else:
-                self.vocab = choose_vocabulary(tunes, cfg.vocabulary)
-            if state["meta"]["vocabulary"] != list(self.vocab.tokens):
-                raise FolkRNNError(f"{data}: the data gives a different vocabulary from the run being resumed")
+            self.vocab = data_vocabulary(Vocabulary(state["meta"]["vocabulary"]), tunes, "the vocabulary of the run being resumed")
         elif cfg.init:
             from folkrnn.checkpoint import load_model, resolve_model_path
 
@@ -314,7 +310,7 @@ class Trainer:
             if (ic.hidden_size, ic.num_layers) != (cfg.hidden_size, cfg.num_layers):
                 raise FolkRNNError(f"--init {cfg.init} is {ic.num_layers} x {ic.hidden_size} but the run asks for "
                                    f"{cfg.num_layers} x {cfg.hidden_size}; leave --hidden/--layers out to keep the model's size")
-            self.vocab = data_vocabulary(init.vocab, tunes, f"--init {cfg.init}")
+            self.vocab = data_vocabulary(init.vocab, tunes, f"--init {cfg.init}'s vocabulary")
             path = resolve_model_path(cfg.init)
             self.init_info = {"model": cfg.init, "file": str(path), "sha256": _sha256(path)}
         else:

@@ -15,8 +15,8 @@ from dataclasses import replace
 
 from folkrnn.errors import FolkRNNError
 
-# (flags, TrainConfig field, type, help); None as type marks a switch.
-OPTIONS: list[tuple[tuple[str, ...], str, type | None, str]] = [
+# (flags, TrainConfig field, type, help) of the options that take a value.
+OPTIONS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--init",), "init", str, "start from this model's weights (`default`, a .safetensors checkpoint or a folk-rnn .pkl) "
      "with a fresh optimizer: fine-tuning; its vocabulary and size are kept"),
     (("--epochs",), "epochs", int, "epochs in all"),
