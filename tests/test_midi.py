@@ -106,3 +106,12 @@ def test_render_wav(tmp_path):
     wav = render_wav(mid, tmp_path / "t.wav")
     data = Path(wav).read_bytes()
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 44_100  # a second or so of audio
+
+
+def test_a_stray_chord_bracket_does_not_swallow_the_tune():
+    """The model sometimes writes `[` with no `]`: the bar line closes it (as evaluate reads it)."""
+    notes = note_events(["M:4/4", "K:Cmaj", "[", "|", "c", "d", "e", "f", "|", "g", "4", "|"])
+    assert [n.pitches for n in notes] == [(72,), (74,), (76,), (77,), (79,)]
+    notes = note_events(["M:4/4", "K:Cmaj", "[", "c", "e", "z", "[", "g", "|", "d", "|"])
+    assert [n.pitches for n in notes] == [(72, 76, 79), (74,)]
+    assert [n.accent for n in notes] == [True, True]

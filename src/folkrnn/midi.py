@@ -142,13 +142,19 @@ def note_events(tokens: Sequence[str], expand: bool = True) -> list[Note]:
             else:
                 new_item((pitch_of[i],))
         elif k == "rest":
-            new_item(())
+            if chord is None:  # a rest inside [ ] is nonsense: skipped, as evaluate does
+                new_item(())
         elif k == "chord_start":
-            chord = []
-        elif k == "chord_end":
+            if chord is None:
+                chord = []
+        elif k == "chord_end" or (k == "bar" and chord is not None):
+            # A bar line closes a chord left open (a stray `[` the model wrote), as evaluate does;
+            # without it one stray `[` would swallow the rest of the tune.
             if chord:
                 new_item(tuple(sorted({p for p, _ in chord})), chord[0][1])
             chord = None
+            if k == "bar":
+                accent = True
         elif k == "duration":
             if chord is not None and chord and prev == "pitch":
                 chord[-1][1] = duration(tok)
