@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from fractions import Fraction as Fr
 from pathlib import Path
 
 import mido
 import pytest
 
+from conftest import requires
 from folkrnn.errors import FolkRNNError
 from folkrnn.midi import (
     TICKS_PER_EIGHTH, expand_repeats, find_soundfont, key_shift, note_events, render_wav, tune_to_midi, write_midi,
@@ -100,7 +100,7 @@ def test_bad_options():
         find_soundfont("/nonexistent.sf2")
 
 
-@pytest.mark.skipif(shutil.which("fluidsynth") is None or find_soundfont() is None, reason="fluidsynth or a GM soundfont not installed")
+@requires("fluidsynth", "soundfont")
 def test_render_wav(tmp_path):
     mid = write_midi(tmp_path / "t.mid", "M:4/4 K:Cmaj C D E F | G 4".split(), tempo=200)
     wav = render_wav(mid, tmp_path / "t.wav")
