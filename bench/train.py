@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/train.py [--data FILE] [--iters 20] [--batch 64] [--threads 2]
 
-Both sides run the v2 size (3 x 512, 137 tokens), RMSprop, dropout 0.5, clipping, on
-the same length-bucketed batches, alternating, and print tokens/s and the ratio
-(target: ours >= 0.9x the plain loop).
+All sides run the v2 size (3 x 512, 137 tokens), RMSprop, dropout 0.5, clipping, on
+the same length-bucketed batches, interleaved, and print tokens/s and the ratio to the
+plain fp32 loop: the plain loop and our trainer step, each in fp32 and under bf16
+autocast (`--precision bf16`). Targets: ours fp32 >= 0.9x plain fp32; ours bf16 >= 2x
+ours fp32 on a CPU with AMX.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -66,40 +69,53 @@ def main() -> int:
 
     import tempfile
 
-    run_dir = tempfile.mkdtemp(prefix="folkrnn-bench-")
-    trainer = Trainer(args.data, run_dir, cfg, progress=False)  # the real trainer, v2 size
-    torch.manual_seed(0)
-    plain = PlainLSTM()
-    opt_plain = torch.optim.RMSprop(plain.parameters(), lr=0.003, alpha=0.9, eps=1e-6)
+    def ours(precision: str):
+        run_dir = tempfile.mkdtemp(prefix="folkrnn-bench-")
+        trainer = Trainer(args.data, run_dir, replace(cfg, precision=precision), progress=False)  # the real trainer, v2 size
+        return lambda batch: trainer.train_step(batch, len(batch))
 
-    def step_ours(batch):
-        trainer.train_step(batch, len(batch))
+    def plain(bf16: bool):
+        torch.manual_seed(0)
+        net = PlainLSTM()
+        net.train()
+        opt = torch.optim.RMSprop(net.parameters(), lr=0.003, alpha=0.9, eps=1e-6)
 
-    def step_plain(batch):
-        ids, tgt = make_batch(batch, vocab.eos)
-        loss = plain(ids, tgt)
-        opt_plain.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(plain.parameters(), 5.0)
-        opt_plain.step()
+        def step(batch):
+            ids, tgt = make_batch(batch, vocab.eos)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = net(ids, tgt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+        return step
 
-    plain.train()
-    step_ours(batches[0])  # warm-up both
-    step_plain(batches[0])
-    t = {"ours": 0.0, "plain": 0.0}
+    sides = {
+        "plain nn.LSTM loop fp32 (baseline)": plain(False),
+        "plain nn.LSTM loop bf16 autocast": plain(True),
+        "folkrnn trainer step fp32": ours("fp32"),
+        "folkrnn trainer step bf16": ours("bf16"),
+    }
+    for fn in sides.values():
+        fn(batches[0])  # warm-up
+    t = dict.fromkeys(sides, 0.0)
     tokens = 0
+    names = list(sides)
     for rep in range(2):
         for batch in batches:
-            for name, fn in (("ours", step_ours), ("plain", step_plain)) if rep == 0 else (("plain", step_plain), ("ours", step_ours)):
+            for name in names if rep == 0 else names[::-1]:
                 t0 = time.perf_counter()
-                fn(batch)
+                sides[name](batch)
                 t[name] += time.perf_counter() - t0
             tokens += sum(len(x) - 1 for x in batch)
-    ours_tps, plain_tps = tokens / t["ours"], tokens / t["plain"]
+    tps = {k: tokens / v for k, v in t.items()}
+    base = tps[names[0]]
     print(f"threads {torch.get_num_threads()}, batch {args.batch}, {2 * len(batches)} steps each, {tokens} tokens each, torch {torch.__version__}")
-    print(f"{'trainer':<32}{'tokens/s':>10}{'ratio':>8}")
-    print(f"{'plain nn.LSTM loop (baseline)':<32}{plain_tps:>10.0f}{1.0:>8.2f}")
-    print(f"{'folkrnn trainer step':<32}{ours_tps:>10.0f}{ours_tps / plain_tps:>8.2f}")
+    print(f"{'trainer':<38}{'tokens/s':>10}{'vs plain fp32':>15}")
+    for k in names:
+        print(f"{k:<38}{tps[k]:>10.0f}{tps[k] / base:>15.2f}")
+    ratio = tps["folkrnn trainer step bf16"] / tps["folkrnn trainer step fp32"]
+    print(f"our bf16 step / our fp32 step: {ratio:.2f} (target >= 2 on a CPU with AMX)")
     return 0
 
 

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -38,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from folkrnn.checkpoint import atomic_write, header_metadata, save_checkpoint
 from folkrnn.datafile import read_tunes
 from folkrnn.errors import FolkRNNError
-from folkrnn.model import FolkRNN, ModelConfig, config_from_dict
+from folkrnn.model import FolkRNN, ModelConfig, config_from_dict, sequence_nll
 from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,12 @@ class TrainConfig:
     learning_rate: float = 0.003
     rho: float = 0.9
     eps: float = 1e-6
-    lr_schedule: str = "decay"  # "decay": x lr_decay per epoch after decay_after; "constant": what the original ran
+    lr_schedule: str = "decay"  # "decay": x lr_decay per epoch after decay_after; "constant": what the original ran; "cosine": to lr_min at the last epoch
     lr_decay: float = 0.97
     decay_after: int = 20
+    lr_min: float = 0.0  # the floor of the cosine schedule
+    warmup: int = 0  # iterations over which the rate rises linearly from ~0 (fine-tuning: a fresh RMSprop accumulator makes the first steps huge)
+    precision: str = "fp32"  # "fp32"; "bf16": forward/backward under bf16 autocast with fp32 master weights; "auto": bf16 where the hardware has fast bf16
     clip: float = 5.0
     clip_mode: str = "value"  # "value": each gradient element to [-clip, clip]; "norm": total norm; "lasagne": gate pre-activation gradients inside the recurrence (explicit cell, slow)
     hidden_size: int = 512
@@ -87,7 +91,10 @@ class TrainConfig:
             (0 < self.rho < 1, "rho must be in (0, 1)"),
             (self.eps > 0, "eps must be > 0"),
             (self.optimizer in ("rmsprop", "rmsprop-torch", "adam"), "optimizer must be rmsprop, rmsprop-torch or adam"),
-            (self.lr_schedule in ("decay", "constant"), "lr schedule must be 'decay' or 'constant'"),
+            (self.lr_schedule in ("decay", "constant", "cosine"), "lr schedule must be 'decay', 'constant' or 'cosine'"),
+            (0 <= self.lr_min <= self.learning_rate, "lr min must be in [0, learning rate]"),
+            (self.warmup >= 0, "warmup must be >= 0 iterations"),
+            (self.precision in ("fp32", "bf16", "auto"), "precision must be fp32, bf16 or auto"),
             (0 < self.lr_decay <= 1, "lr decay must be in (0, 1]"),
             (self.clip >= 0, "clip must be >= 0 (0 = off)"),
             (self.clip_mode in ("value", "norm", "lasagne"), "clip mode must be 'value', 'norm' or 'lasagne'"),
@@ -103,11 +110,26 @@ class TrainConfig:
                 raise FolkRNNError(msg)
         ModelConfig(hidden_size=self.hidden_size, num_layers=self.num_layers, dropout=self.dropout)
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate for 0-based `epoch`."""
+    def lr_at(self, epoch: float, iteration: int | None = None) -> float:
+        """Learning rate at (fractional, 0-based) `epoch`; with `iteration` (0-based,
+        counted from the run's start) the linear warm-up applies on top.
+
+        >>> c = TrainConfig(learning_rate=0.001, lr_schedule="cosine", lr_min=0.0001, epochs=10, warmup=4)
+        >>> round(c.lr_at(0), 6), round(c.lr_at(5), 6), round(c.lr_at(10), 6), round(c.lr_at(0, iteration=1), 6)
+        (0.001, 0.00055, 0.0001, 0.0005)
+        >>> TrainConfig().lr_at(21.5) == 0.003 * 0.97
+        True
+        """
         if self.lr_schedule == "constant":
-            return self.learning_rate
-        return self.learning_rate * self.lr_decay ** max(0, epoch - self.decay_after)
+            lr = self.learning_rate
+        elif self.lr_schedule == "cosine":
+            frac = min(1.0, max(0.0, epoch / self.epochs))
+            lr = self.lr_min + 0.5 * (self.learning_rate - self.lr_min) * (1 + math.cos(math.pi * frac))
+        else:
+            lr = self.learning_rate * self.lr_decay ** max(0, int(epoch) - self.decay_after)
+        if iteration is not None and self.warmup and iteration < self.warmup:
+            lr *= (iteration + 1) / self.warmup
+        return lr
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -152,6 +174,21 @@ def read_state_meta(run_dir: str | Path) -> dict:
 def saved_config(run_dir: str | Path) -> TrainConfig:
     """The options a run in `run_dir` was started (or last resumed) with."""
     return TrainConfig.from_dict(read_state_meta(run_dir)["train_config"])
+
+
+def fast_bf16(device: str) -> bool:
+    """Whether `device` does bf16 matmuls faster than fp32: a GPU with bf16, or a CPU with AMX."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(amx and amx())
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """`auto` -> bf16 where the hardware does it fast, else fp32; fp32/bf16 as given."""
+    if precision == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return precision
 
 
 def init_model_size(spec: str) -> tuple[int, int]:
@@ -282,7 +319,7 @@ class Trainer:
                 # Only the stopping rules may change on resume; the recipe may not.
                 # The learning rate may be changed by hand too (log.csv records it per row).
                 allowed = {"epochs", "patience", "max_iterations", "checkpoint_minutes", "checkpoint_every", "eval_every", "device",
-                           "learning_rate", "min_delta"}
+                           "learning_rate", "min_delta", "precision"}
                 if saved.learning_rate != cfg.learning_rate:
                     log.info("learning rate changed on resume: %g -> %g", saved.learning_rate, cfg.learning_rate)
                 bad = [k for k in diff if k not in allowed]
@@ -293,6 +330,9 @@ class Trainer:
         self.cfg = cfg
         self.dist = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.device = resolve_device(cfg.device, self.dist)
+        self.amp_dtype = torch.bfloat16 if resolve_precision(cfg.precision, self.device) == "bf16" else None
+        if cfg.clip_mode == "lasagne" and self.amp_dtype is not None:
+            raise FolkRNNError("--precision bf16 applies to the fused kernel; use --precision fp32 with --clip-mode lasagne")
 
         tunes = read_tunes(data)
         self.data_path = str(data)
@@ -325,7 +365,12 @@ class Trainer:
             "path": str(data), "tunes": len(seqs), "train_tunes": len(tr), "valid_tunes": len(va),
             "train_tokens": sum(len(s) - 1 for s in self.train_seqs), "valid_tokens": sum(len(s) - 1 for s in self.valid_seqs),
             "sha256": _sha256(data),
+            # How often each token occurs in the training tunes: a token never seen keeps its
+            # random initial weights, which the interpretability toolkit must know.
+            "token_counts": dict(sorted(Counter(self.vocab.tokens[i] for s in self.train_seqs for i in s[1:]).items())),
         }
+        log.info("%s: %d tunes: %d for training (%d tokens), %d held out for validation (%d tokens; split seed %d)",
+                 data, len(seqs), len(tr), self.data_info["train_tokens"], len(va), self.data_info["valid_tokens"], cfg.split_seed)
         if state is not None and state["meta"]["data"]["sha256"] != self.data_info["sha256"]:
             raise FolkRNNError(f"{data}: the data file differs from the one the run was started on")
 
@@ -416,13 +461,16 @@ class Trainer:
     # -- steps ---------------------------------------------------------------------
     def _forward_loss(self, ids: torch.Tensor, tgt: torch.Tensor, scale: float) -> torch.Tensor:
         if self.cfg.clip_mode == "lasagne" and self.cfg.clip > 0:
-            from folkrnn.model import sequence_nll
-
             logits, _ = self.model.run_explicit(ids, grad_clip=self.cfg.clip)
             return sequence_nll(logits, tgt) * scale
         net = self.ddp or self.model
-        _, loss = net(ids, tgt)
-        return loss * scale
+        if self.amp_dtype is None:
+            _, loss = net(ids, tgt)
+            return loss * scale
+        # bf16 matmuls inside the network; fp32 master weights, the softmax and the loss in fp32.
+        with torch.autocast(device_type=self.device.split(":")[0], dtype=self.amp_dtype):
+            logits, _ = net(ids)
+        return sequence_nll(logits.float(), tgt) * scale
 
     def train_step(self, batch: Sequence[Sequence[int]], global_size: int) -> tuple[float, int]:
         """One update on this rank's share of a batch. Returns (summed NLL, tokens) of that share."""
@@ -489,6 +537,10 @@ class Trainer:
     def run(self) -> dict:
         """Train until the epochs, iteration limit or patience run out. Returns the last log row."""
         cfg = self.cfg
+        done = self.finished()
+        if done:
+            log.warning("%s: nothing left to do: %s", self.run_dir, done)
+            return self.history[-1] if self.history else {}
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         lengths = [len(s) for s in self.train_seqs]
@@ -506,14 +558,15 @@ class Trainer:
         stop = False
         rate_t0, rate_tok = time.monotonic(), 0
         while self.epoch < cfg.epochs and not stop:
-            for g in self.optimizer.param_groups:
-                g["lr"] = cfg.lr_at(self.epoch)
             batches = epoch_batches(lengths, self.epoch, cfg, min_size=self.dist.world)
             while self.batch_in_epoch < len(batches):
                 if cfg.max_iterations and self.iteration >= cfg.max_iterations:
                     stop = True
                     break
                 t0 = time.monotonic()
+                lr = cfg.lr_at(self.epoch + self.batch_in_epoch / len(batches), iteration=self.iteration)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
                 batch = batches[self.batch_in_epoch]
                 mine = [self.train_seqs[i] for i in batch[self.dist.rank :: self.dist.world]]
                 s, n = self.train_step(mine, len(batch))
@@ -558,6 +611,17 @@ class Trainer:
             self.replicas_identical = self._check_replicas()
         self.save()
         return self.history[-1] if self.history else {}
+
+    def finished(self) -> str:
+        """Why the run has nothing left to do ('' when it has)."""
+        cfg = self.cfg
+        if self.epoch >= cfg.epochs:
+            return f"all {cfg.epochs} epochs are done (raise --epochs to go on)"
+        if cfg.max_iterations and self.iteration >= cfg.max_iterations:
+            return f"the iteration limit {cfg.max_iterations} is reached (raise --max-iterations to go on)"
+        if cfg.patience and self.bad_evals >= cfg.patience:
+            return f"patience ran out: {self.bad_evals} validations without improvement (raise --patience to go on)"
+        return ""
 
     def _check_replicas(self) -> bool:
         """DDP must leave every process with the same weights: compare checksums."""
