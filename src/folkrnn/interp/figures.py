@@ -143,19 +143,24 @@ def input_norms(d: dict) -> bytes:
 
 
 def equivalence(d: dict) -> bytes:
-    """Each pair's cosine (input, output) over the histogram of all pitch-token pairs."""
+    """Cosines of the equivalent pairs (by kind) over the histogram of all pitch-token pairs;
+    pairs holding a never-seen token as ticks along the bottom."""
     def draw(fig):
         axes = fig.subplots(1, 2)
         for ax, space, label in ((axes[0], "input", "layer-1 input columns"), (axes[1], "output", "softmax rows")):
-            ctrl = d["all_pair_cosines"][space]
-            ax.hist(ctrl, bins=40, color=CONTROL, alpha=0.6, density=True, label="all pitch-token pairs")
-            for p in d["pairs"]:
-                col = "k" if p.get("unseen") else ("#d62728" if p["kind"] == "enharmonic" else "#1f77b4")
-                ax.axvline(p[space]["cosine"], color=col, lw=0.9, alpha=0.8, ymax=0.35 if p.get("unseen") else 0.8)
-            ax.plot([], [], color="#d62728", label="enharmonic pair")
-            ax.plot([], [], color="#1f77b4", label="redundant-accidental pair")
-            ax.plot([], [], color="k", label="pair with an unseen token (short)")
+            ctrl = np.asarray(d["all_pair_cosines"][space])
+            bins = np.linspace(min(-0.2, ctrl.min()), 1.0, 41)
+            ax.hist(ctrl, bins=bins, color=CONTROL, alpha=0.55, density=True, label="all pitch-token pairs (control)")
+            for kind, col in (("enharmonic", "#d62728"), ("redundant", "#1f77b4")):
+                xs = [p[space]["cosine"] for p in d["pairs"] if p["kind"] == kind and not p.get("unseen")]
+                if xs:
+                    ax.hist(xs, bins=bins, density=True, histtype="step", lw=1.8, color=col,
+                            label=f"{kind} pairs, both seen ({len(xs)})")
+            un = [p[space]["cosine"] for p in d["pairs"] if p.get("unseen")]
+            if un:
+                ax.plot(un, np.zeros(len(un)), "|", color="k", ms=12, mew=1.2, label=f"pairs with an unseen token ({len(un)})")
             ax.set_xlabel(f"cosine similarity, {label}", fontsize=9)
-            ax.legend(fontsize=6)
+            ax.set_ylabel("density", fontsize=9)
+        axes[0].legend(fontsize=7, loc="upper right")
 
-    return png(draw, (8.5, 3.4))
+    return png(draw, (9.0, 3.4))

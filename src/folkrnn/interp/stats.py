@@ -3,7 +3,7 @@
 >>> import numpy as np
 >>> round(pearson(np.arange(5.0), 2 * np.arange(5.0) + 1), 6)
 1.0
->>> effective_rank(np.ones(8)), round(effective_rank(np.array([1.0, 0, 0])), 6)
+>>> round(effective_rank(np.ones(8)), 6), round(effective_rank(np.array([1.0, 0, 0])), 6)
 (8.0, 1.0)
 """
 
