@@ -59,6 +59,10 @@ def test_counts_from_corpus_and_metadata(counts, tmp_path):
     # an explicit corpus wins over the checkpoint's counts
     assert token_counts({"training": {"token_counts": {"|": 5}}}, V2, DATA).source == str(DATA)
     assert token_counts({"training": {"token_counts": {"|": 5}}}, V2)["|"] == 5
+    # else the training file the checkpoint names, only if its SHA-256 matches
+    named = {"training": {"data": {"path": str(DATA), "sha256": counts.sha256}}}
+    assert token_counts(named, V2)["|"] == counts["|"]
+    assert token_counts({"training": {"data": {"path": str(DATA), "sha256": "0" * 64}}}, V2) is None
     with pytest.raises(FolkRNNError, match="no such file|No such file"):
         counts_from_corpus(tmp_path / "missing.txt", V2)
     with pytest.raises(FolkRNNError, match="directory"):

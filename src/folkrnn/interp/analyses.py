@@ -272,15 +272,31 @@ def enharmonics(ctx: Context, bar) -> Result:
                           f"{seen['pairs']} equivalent pairs seen in training, the partner is among the 3 nearest of "
                           f"{P - 1} pitch tokens for {seen['input']['top3']} by input column and {seen['output']['top3']} "
                           f"by softmax row (about {chance:.1f} by chance).")
+                red, sl = s.get("seen.redundant"), d.get("same_letter_control")
+                if red and sl and seen["input"].get("permutation", {}).get("p", 1.0) < P_CUT:
+                    r_in, s_in = red["input"]["median_cosine"], sl["input"]["median_cosine"]
+                    share = ("all" if s_in >= r_in else "part" if s_in > d["control"]["input"]["mean"] else "none")
+                    answer += (f" Sharing a letter accounts for {share} of it on the input side: redundant-accidental pairs "
+                               f"have median input "
+                               f"cosine {red['input']['median_cosine']:+.2f}, same-letter pairs that sound different "
+                               f"{sl['input']['median_cosine']:+.2f}.")
                 if unseen_pairs:
                     answer += f" {unseen_pairs} more pairs hold a token never seen in training and are left out."
+            red = s.get("seen.redundant")
+            sl = d.get("same_letter_control")
+            if red and sl:
+                sent.append(f"Redundant-accidental pairs seen in training ({red['pairs']}) have median cosine "
+                            f"{red['input']['median_cosine']:+.2f} (input) and {red['output']['median_cosine']:+.2f} (output); "
+                            f"control: {sl['pairs']} seen pairs with the same letter and octave that never sound the same "
+                            f"(e.g. {', '.join('`' + e + '`' for e in sl['examples'][:3])}) have "
+                            f"{sl['input']['median_cosine']:+.2f} and {sl['output']['median_cosine']:+.2f}.")
         else:
             sent.append("No equivalent pair has both tokens in the training data, so the weights cannot answer.")
         wc = d.get("output_cosine_within", {})
         if wc.get("unseen") is not None and wc.get("seen") is not None:
             sent.append(f"Softmax rows of the {len(d['unseen_pitch_tokens'])} unseen pitch tokens have mean cosine "
-                        f"{wc['unseen']:+.2f} with each other ({wc['seen']:+.2f} among seen ones): training pushes all "
-                        f"never-predicted tokens down together, which makes unseen tokens look alike whatever their pitch."
+                        f"{wc['unseen']:+.2f} with each other ({wc['seen']:+.2f} among seen ones): never-seen tokens resemble "
+                        f"each other on the output side whatever their pitch, so their pairs say nothing about equivalence."
                         if wc["unseen"] > wc["seen"] + 0.1 else
                         f"Softmax rows of the {len(d['unseen_pitch_tokens'])} unseen pitch tokens have mean cosine "
                         f"{wc['unseen']:+.2f} with each other ({wc['seen']:+.2f} among seen ones).")

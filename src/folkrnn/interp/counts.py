@@ -136,7 +136,23 @@ def counts_from_corpus(path: str | Path, vocab: Vocabulary, meta: Mapping | None
 
 def token_counts(meta: Mapping, vocab: Vocabulary, corpus: str | Path | None = None) -> TokenCounts | None:
     """The counts an analysis uses: those of `corpus` when given (the user's explicit
-    choice), else the checkpoint's `training.token_counts`, else None."""
+    choice), else the checkpoint's `training.token_counts`, else those of the training
+    file the checkpoint names (`training.data.path`) if it exists here with the recorded
+    SHA-256, else None."""
     if corpus is not None:
         return counts_from_corpus(corpus, vocab, meta)
-    return counts_from_metadata(meta, vocab)
+    counts = counts_from_metadata(meta, vocab)
+    if counts is not None:
+        return counts
+    training = meta.get("training") if isinstance(meta.get("training"), Mapping) else {}
+    data = training.get("data") if isinstance(training.get("data"), Mapping) else {}
+    path, digest = data.get("path"), data.get("sha256")
+    if isinstance(path, str) and digest and Path(path).is_file():
+        try:
+            same = hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
+        except OSError:
+            same = False
+        if same:
+            log.info("token counts from %s, the training file the checkpoint names", path)
+            return counts_from_corpus(path, vocab, meta)
+    return None

@@ -144,6 +144,16 @@ def similarity(model: FolkRNN, vocab: Vocabulary, counts: TokenCounts | None,
                     "kind": f"{n_eq} random non-equivalent pairs of seen pitch tokens", "mean_z": obs,
                     "null_mean_z": float(null.mean()), "null_95": float(np.quantile(null, 0.95)),
                     "p": float((np.sum(null >= obs) + 1) / (permutations + 1)), "draws": permutations}
+        # same letter and octave but a different sound in every mode (`^f`/`f`): what
+        # sharing a letter alone gives, the control for the redundant pairs
+        same = [(i, j) for i in seen for j in seen if i < j and not equiv[i, j]
+                and (T.parse_pitch(pts[i]).letter, T.parse_pitch(pts[i]).octave)
+                == (T.parse_pitch(pts[j]).letter, T.parse_pitch(pts[j]).octave)]
+        if same:
+            out["same_letter_control"] = {
+                "kind": "seen pairs with the same letter and octave that never sound the same", "pairs": len(same),
+                "examples": [f"{pts[i]}/{pts[j]}" for i, j in same[:6]],
+                **{space: {"median_cosine": float(np.median([sims[space][i, j] for i, j in same]))} for space in sims}}
         out["output_cosine_within"] = {
             label: (float(sims["output"][np.ix_(sel, sel)][np.triu_indices(len(sel), 1)].mean()) if len(sel) > 1 else None)
             for label, sel in (("seen", seen), ("unseen", unseen))}

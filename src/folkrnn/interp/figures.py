@@ -121,23 +121,23 @@ def histogram_vs_control(values, control_band: float, xlabel: str, title: str, b
 def input_norms(d: dict) -> bytes:
     def draw(fig):
         axes = fig.subplots(1, 2)
+        any_unseen = False
         for ax, key, label in ((axes[0], "input_norm", "layer-1 input column norm"), (axes[1], "output_norm", "softmax row norm")):
             for gi, (g, col) in enumerate(KIND_COLOURS.items()):
                 sel = [t for t in d["tokens"] if t["kind"] == g]
                 if not sel:
                     continue
-                xs = gi + (np.linspace(-0.25, 0.25, len(sel)) if len(sel) > 1 else np.zeros(1))
+                xs = gi + (np.linspace(-0.3, 0.3, len(sel)) if len(sel) > 1 else np.zeros(1))
                 unseen = np.array([t.get("count", 1) == 0 for t in sel])
                 ys = np.array([t[key] for t in sel])
-                ax.scatter(xs[~unseen], ys[~unseen], s=10, color=col)
+                ax.scatter(xs[~unseen], ys[~unseen], s=12, color=col)
                 if unseen.any():
-                    ax.scatter(xs[unseen], ys[unseen], s=16, facecolors="none", edgecolors="k", lw=0.8,
-                               label="never seen in training" if gi == 0 or not ax.get_legend_handles_labels()[0] else None)
+                    any_unseen = True
+                    ax.scatter(xs[unseen], ys[unseen], s=18, facecolors="none", edgecolors="k", lw=0.8)
             ax.set_xticks(range(len(KIND_COLOURS)), list(KIND_COLOURS), fontsize=8)
             ax.set_ylabel(label, fontsize=9)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-        fig.suptitle("Token columns by kind (one dot per token)", fontsize=10)
+        title = "Token columns by kind (one dot per token"
+        fig.suptitle(title + ("; open circles: never seen in training)" if any_unseen else ")"), fontsize=10)
 
     return png(draw, (8.0, 3.4))
 
