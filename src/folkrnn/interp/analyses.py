@@ -77,7 +77,7 @@ def gate_spectra(ctx: Context, bar) -> Result:
         r = min(lower, key=lambda r: r["effective_rank"] / r["control"]["effective_rank_mean"])
         sent.append(f"Most concentrated: layer {r['layer']} {weights.GATE_NAMES[r['gate']]}, {r['matrix']} matrix: "
                     f"effective rank {r['effective_rank']:.1f} of {len(r['singular_values'])} against "
-                    f"{r['control']['effective_rank_mean']:.1f} ± {r['control']['effective_rank_sd']:.1f} shuffled; its top "
+                    f"{r['control']['effective_rank_mean']:.1f} ± {r['control']['effective_rank_sd']:.2g} shuffled; its top "
                     f"10% of directions hold {r['top10_energy']:.0%} of its energy ({r['control']['top10_energy_mean']:.0%} shuffled).")
     rec = [r for r in rows if r["matrix"] == "recurrent"]
     sent.append(f"Spectral norms of the recurrent matrices run from {min(r['spectral_norm'] for r in rec):.2f} to "
@@ -86,7 +86,7 @@ def gate_spectra(ctx: Context, bar) -> Result:
                   ("layer", "gate", "matrix", "shape", "spectral norm", "effective rank", "shuffled", "z"),
                   tuple((r["layer"], weights.GATE_NAMES[r["gate"]], r["matrix"], "x".join(map(str, r["shape"])),
                          f"{r['spectral_norm']:.2f}", f"{r['effective_rank']:.1f}",
-                         f"{r['control']['effective_rank_mean']:.1f} ± {r['control']['effective_rank_sd']:.1f}",
+                         f"{r['control']['effective_rank_mean']:.1f} ± {r['control']['effective_rank_sd']:.2g}",
                          f"{r['effective_rank_z']:+.1f}") for r in rows))
     fig = Figure("Singular values per gate", figures.gate_spectra(rows),
                  "Solid: the model's matrices; dotted: the same entries shuffled (mean of "
@@ -105,7 +105,7 @@ def softmax(ctx: Context, bar) -> Result:
     verdict = ("more concentrated than" if d["effective_rank"] < c["effective_rank_mean"] else "flatter than") if differs \
         else "indistinguishable from"
     sent = [f"The softmax matrix ({d['shape'][0]} tokens x {d['shape'][1]} units) has effective rank "
-            f"{d['effective_rank']:.1f} against {c['effective_rank_mean']:.1f} ± {c['effective_rank_sd']:.1f} for its entries "
+            f"{d['effective_rank']:.1f} against {c['effective_rank_mean']:.1f} ± {c['effective_rank_sd']:.2g} for its entries "
             f"shuffled: its spectrum is {verdict} that of the same numbers in random positions. Its top 10% of directions hold "
             f"{d['top10_energy']:.0%} of its energy ({c['top10_energy_mean']:.0%} shuffled)."]
     for v in d["vectors"][:3]:

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,8 @@ def render_html(ctx: Context, ran: list[Ran], findings: dict) -> str:
     m = findings["model"]
     c = ctx.counts
     counts_line = (f"Training counts: {html.escape(c.source)} ({c.tunes or '?'} tunes, {c.total:,} tokens"
-                   + ("; not the file the checkpoint records as its training data" if c.matches_training_data is False else "")
+                   + ("; not the file the checkpoint records as its training data" if c.matches_training_data is False
+                      else "; the checkpoint's recorded training data" if c.matches_training_data else "")
                    + ")") if c is not None else "Training counts: none (token-level results lack them; pass --corpus FILE)"
     cfg = m["config"]
     parts = [
@@ -163,9 +165,18 @@ def write_report(out_dir: str | Path, ctx: Context, ran: list[Ran]) -> tuple[Pat
     text = json.dumps(findings, indent=1, ensure_ascii=False, allow_nan=False)
     page = render_html(ctx, ran, findings)
     jpath, hpath = out / "findings.json", out / "report.html"
+    umask = os.umask(0)
+    os.umask(umask)
+
+    def writer(content: str):
+        def write(tmp: str) -> None:
+            Path(tmp).write_text(content, "utf-8")
+            os.chmod(tmp, 0o666 & ~umask)  # a report is for reading (mkstemp makes 0600)
+        return write
+
     try:
-        atomic_write(jpath, lambda tmp: Path(tmp).write_text(text + "\n", "utf-8"))
-        atomic_write(hpath, lambda tmp: Path(tmp).write_text(page, "utf-8"))
+        atomic_write(jpath, writer(text + "\n"))
+        atomic_write(hpath, writer(page))
     except OSError as e:
         raise FolkRNNError(f"{out}: cannot write the report: {e.strerror or e}") from None
     return hpath, jpath
