@@ -52,6 +52,10 @@ def test_counts_from_corpus_and_metadata(counts, tmp_path):
     as_list = counts_from_metadata({"training": {"token_counts": [counts[t] for t in V2.tokens]}}, V2)
     assert as_list.counts == from_meta.counts
     assert counts_from_metadata({"training": {}}, V2) is None
+    # as `folkrnn train` writes them: predicted tokens only (no <s>), under training.data
+    trained = counts_from_metadata({"training": {"data": {"train_tunes": 7, "sha256": "ab",
+                                                          "token_counts": {"|": 3, "</s>": 7}}}}, V2)
+    assert trained["<s>"] == 7 and trained["|"] == 3 and trained.tunes == 7 and trained.sha256 == "ab"
     with pytest.raises(FolkRNNError, match="token_counts"):
         counts_from_metadata({"training": {"token_counts": {"|": -1}}}, V2)
     with pytest.raises(FolkRNNError, match="token_counts"):

@@ -87,8 +87,14 @@ def counts_from_tunes(tunes: Iterable[Sequence[str]], vocab: Vocabulary, source:
 
 
 def counts_from_metadata(meta: Mapping, vocab: Vocabulary) -> TokenCounts | None:
-    """`training.token_counts` of a checkpoint (a token -> count map, or a list in vocabulary order)."""
-    raw = (meta.get("training") or {}).get("token_counts") if isinstance(meta.get("training"), Mapping) else None
+    """The counts `folkrnn train` records in a checkpoint: `training.data.token_counts`
+    (or `training.token_counts`), a token -> count map or a list in vocabulary order.
+
+    The trainer counts the tokens the model predicts (`</s>` included, `<s>` never); the
+    `<s>` every training tune starts with is added from `training.data.train_tunes`."""
+    training = meta.get("training") if isinstance(meta.get("training"), Mapping) else {}
+    data = training.get("data") if isinstance(training.get("data"), Mapping) else {}
+    raw = data.get("token_counts", training.get("token_counts"))
     if raw is None:
         return None
     if isinstance(raw, Mapping):
@@ -96,14 +102,16 @@ def counts_from_metadata(meta: Mapping, vocab: Vocabulary) -> TokenCounts | None
     elif isinstance(raw, (list, tuple)) and len(raw) == len(vocab):
         items = dict(zip(vocab.tokens, raw))
     else:
-        raise FolkRNNError("checkpoint metadata training.token_counts is neither a token -> count map nor a list of one count per vocabulary token")
+        raise FolkRNNError("checkpoint metadata token_counts is neither a token -> count map nor a list of one count per vocabulary token")
     bad = [t for t, k in items.items() if isinstance(k, bool) or not isinstance(k, int) or k < 0]
     if bad:
-        raise FolkRNNError(f"checkpoint metadata training.token_counts has a non-count value for {bad[0]!r}")
+        raise FolkRNNError(f"checkpoint metadata token_counts has a non-count value for {bad[0]!r}")
+    tunes = data.get("train_tunes") or data.get("tunes")
+    if not items.get(BOS) and isinstance(tunes, int):
+        items[BOS] = tunes
     oov = {t: k for t, k in items.items() if t not in vocab}
-    data = (meta.get("training") or {}).get("data") or {}
     return TokenCounts({t: int(items.get(t, 0)) for t in vocab.tokens}, "checkpoint",
-                       data.get("train_tunes") or data.get("tunes"), data.get("sha256"), oov, True)
+                       tunes if isinstance(tunes, int) else None, data.get("sha256"), oov, True)
 
 
 def counts_from_corpus(path: str | Path, vocab: Vocabulary, meta: Mapping | None = None) -> TokenCounts:
