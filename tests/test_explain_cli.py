@@ -34,7 +34,9 @@ def structured(tmp_path_factory) -> Path:
         for i, t in enumerate(V2.tokens):
             m.out.bias[i] = float(np.log(counts[t] + 0.5))
     path = tmp_path_factory.mktemp("m") / "tiny.safetensors"
-    save_checkpoint(path, m, V2, {"training": {"token_counts": dict(counts.counts)}})
+    # as `folkrnn train` records them: the predicted tokens (no <s>) under training.data
+    predicted = {t: n for t, n in counts.counts.items() if t != "<s>" and n}
+    save_checkpoint(path, m, V2, {"training": {"data": {"train_tunes": 64, "token_counts": predicted}}})
     return path
 
 
@@ -58,6 +60,7 @@ def test_explain_quick_end_to_end(structured, tmp_path, capsys):
     assert "report.html" in out and "findings.json" in out
     f = json.loads((tmp_path / "r" / "findings.json").read_text())
     assert f["format"] == "folkrnn-explain" and f["counts"]["source"] == "checkpoint"
+    assert f["counts"]["counts"]["<s>"] == 64
     p = f["parameters"]
     sv = p["softmax_singular_values"]
     assert sv == sorted(sv, reverse=True) and len(sv) == 16
