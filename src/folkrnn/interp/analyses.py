@@ -10,7 +10,7 @@ from collections import Counter
 
 import numpy as np
 
-from folkrnn.interp import figures, weights
+from folkrnn.interp import equivalence, figures, weights
 from folkrnn.interp.equivalence import similarity
 from folkrnn.interp.registry import Context, Figure, Result, Table, register
 
@@ -207,6 +207,8 @@ def input_columns(ctx: Context, bar) -> Result:
 # -- Q4: equivalent tokens -----------------------------------------------------------------
 @register("enharmonics", "Q4: equivalent spellings in the weights", "enharmonics", section="questions", order=40)
 def enharmonics(ctx: Context, bar) -> Result:
+    if len(equivalence.pitch_tokens(ctx.vocab)) < 3:
+        return Result(skipped="the vocabulary has fewer than 3 pitch tokens")
     d = similarity(ctx.model, ctx.vocab, ctx.counts, _rng(ctx, 7), ctx.config.permutations)
     bar.update(1)
     if not d["pairs"]:
