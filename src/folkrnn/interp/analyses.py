@@ -81,7 +81,7 @@ def gate_spectra(ctx: Context, bar) -> Result:
                     f"10% of directions hold {r['top10_energy']:.0%} of its energy ({r['control']['top10_energy_mean']:.0%} shuffled).")
     rec = [r for r in rows if r["matrix"] == "recurrent"]
     sent.append(f"Spectral norms of the recurrent matrices run from {min(r['spectral_norm'] for r in rec):.2f} to "
-                f"{max(r['spectral_norm'] for r in rec):.2f} (an orthogonal matrix, the recurrent initialisation, has 1).")
+                f"{max(r['spectral_norm'] for r in rec):.2f} (config5 initialises each block orthogonal, spectral norm 1).")
     table = Table("Effective rank per gate matrix (control: entries shuffled)",
                   ("layer", "gate", "matrix", "shape", "spectral norm", "effective rank", "shuffled", "z"),
                   tuple((r["layer"], weights.GATE_NAMES[r["gate"]], r["matrix"], "x".join(map(str, r["shape"])),
@@ -131,7 +131,7 @@ def bias_frequency(ctx: Context, bar) -> Result:
         return Result(skipped=f"only {d['tokens']} tokens of the vocabulary occur in the counts")
     found = d["p"] < P_CUT and abs(d["r"]) > d["shuffled_abs_r_95"]
     verdict = (f"the bias {'rises' if d['r'] > 0 else 'falls'} with the token's training frequency" if found
-               else "no relation between the bias and training frequency beyond chance")
+               else f"no relation between the bias and training frequency beyond chance (the bar is p < {P_CUT})")
     sent = [f"Over the {d['tokens']} tokens seen as targets in training, the softmax bias and the log training frequency "
             f"have Pearson r = {d['r']:.2f} (bias shuffled over tokens: |r| < {d['shuffled_abs_r_95']:.2f} in 95% of "
             f"{d['shuffles']:,} shuffles; p = {d['p']:.2g}): {verdict}."]
@@ -161,7 +161,7 @@ def softmax_columns(ctx: Context, bar) -> Result:
     sent = [f"Each layer-3 unit writes a column of the softmax matrix, one weight per token. Correlated over tokens with the "
             f"output bias, these columns have mean |r| = {corr['mean_abs_r']:.2f} and max |r| = {corr['max_abs_r']:.2f}; "
             f"Gaussian columns of the same shape give mean |r| = {cc['mean_abs_r']:.2f}, and {corr['units_beyond_control']} of "
-            f"{H} units exceed their 99th percentile ({cc['abs_r_99']:.2f}; {0.01 * H:.0f} expected by chance)."]
+            f"{H} units exceed their 99th percentile ({cc['abs_r_99']:.2f}; {0.01 * H:.1f} expected by chance)."]
     dc = dup["control"]
     sent.append(f"Of the {dup['pairs']:,} pairs of units, {dup['duplicates']} have near-duplicate softmax columns (cosine > "
                 f"{dup['threshold']}) and {dup['sign_flipped']} sign-flipped ones (cosine < -{dup['threshold']}); a Gaussian "
