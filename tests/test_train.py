@@ -171,6 +171,41 @@ def test_clip_modes_train(data, tmp_path, mode):
     assert ck.metadata["training"]["iteration"] == 2
 
 
+def test_value_clip_bounds_every_gradient_and_the_update_is_lasagne_rmsprop(data, tmp_path):
+    """At the optimizer step every gradient element is in [-clip, clip] and equals the
+    clamped raw gradient; the update is Lasagne's p - lr g / sqrt(acc + eps) with it."""
+    from folkrnn.train import Trainer, make_batch
+
+    clip = 0.01
+    cfg = TrainConfig(hidden_size=8, num_layers=2, batch_size=4, dropout=0.0, clip=clip, clip_mode="value")
+    t = Trainer(data, tmp_path / "run", cfg, progress=False)
+    batch = t.train_seqs[:4]
+    # The raw gradient of the same loss, computed here: clipping must bind somewhere.
+    ids, tgt = make_batch(batch, t.vocab.eos)
+    t.model.zero_grad()
+    t.model(ids, tgt)[1].backward()
+    raw = {n: p.grad.clone() for n, p in t.model.named_parameters()}
+    assert max(g.abs().max().item() for g in raw.values()) > 10 * clip
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    seen = {}
+    step = t.optimizer.step
+
+    def spy(*a, **k):
+        seen.update({n: p.grad.clone() for n, p in t.model.named_parameters()})
+        return step(*a, **k)
+
+    t.optimizer.step = spy
+    t.train_step(batch, len(batch))
+    assert seen.keys() == raw.keys()
+    for n, g in seen.items():
+        assert g.abs().max().item() <= clip, n
+        assert torch.allclose(g, raw[n].clamp(-clip, clip), atol=1e-7), n
+        # First step from a zero accumulator: acc = (1 - rho) g^2.
+        acc = (1 - cfg.rho) * g.double() ** 2
+        want = before[n].double() - cfg.learning_rate * g.double() / (acc + cfg.eps).sqrt()
+        assert torch.allclose(t.model.state_dict()[n].double(), want, atol=1e-6), n
+
+
 def test_lasagne_clip_bounds_gate_gradients():
     from folkrnn.model import FolkRNN, ModelConfig
 
