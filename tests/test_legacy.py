@@ -226,6 +226,80 @@ def test_hostile_pickle_is_refused_without_running(tmp_path):
     assert not marker.exists() and not (tmp_path / "x.safetensors").exists()
 
 
+def test_unpickler_allow_list_is_exactly_arrays_scalars_dtypes_and_sets():
+    import numpy._core.multiarray as ma
+
+    from folkrnn.legacy import _ALLOWED, RestrictedUnpickler
+
+    old, new = "numpy.core.multiarray", "numpy._core.multiarray"
+    want = {
+        (old, "_reconstruct"): ma._reconstruct, (new, "_reconstruct"): ma._reconstruct,
+        (old, "scalar"): ma.scalar, (new, "scalar"): ma.scalar,
+        ("numpy", "ndarray"): np.ndarray, (old, "ndarray"): np.ndarray, (new, "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype, (old, "dtype"): np.dtype, (new, "dtype"): np.dtype,
+        ("__builtin__", "set"): set, ("builtins", "set"): set,
+        ("__builtin__", "frozenset"): frozenset, ("builtins", "frozenset"): frozenset,
+    }
+    assert set(_ALLOWED) == set(want) | {("_codecs", "encode")}
+    unpickler = RestrictedUnpickler(io.BytesIO(b""))
+    for (module, name), obj in want.items():
+        assert unpickler.find_class(module, name) is obj, (module, name)
+    # _codecs.encode is admitted only as the latin-1 bytes maker Python 3 writes at protocol 2.
+    enc = unpickler.find_class("_codecs", "encode")
+    assert enc("\xff\x00A", "latin1") == b"\xff\x00A" and enc("A", "latin-1") == b"A"
+
+
+def _call(module: str, name: str, *args) -> bytes:
+    """A protocol 2 pickle that calls module.name(*args) (GLOBAL + REDUCE), as an attacker writes it."""
+    arg_ops = pickle.dumps(args, protocol=2)[2:-1]  # the tuple's opcodes, without PROTO and STOP
+    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + arg_ops + b"R."
+
+
+def test_hostile_globals_from_allowed_looking_modules_are_refused(tmp_path):
+    """numpy and codec functions that can run code or write files, spelled every way a
+    pickle can name a global: each is refused with the project error, and none runs."""
+    marker = tmp_path / "pwned"
+    run_code = f"open({str(marker)!r}, 'w').close()"
+    payloads = {
+        "numpy.testing runstring (exec)": _call("numpy.testing", "runstring", run_code, {}),
+        "numpy.testing._private.utils runstring": _call("numpy.testing._private.utils", "runstring", run_code, {}),
+        "numpy.testing assert_ (harmless, still not data)": _call("numpy.testing", "assert_", True),
+        "numpy.lib.format open_memmap (writes a file)": _call("numpy.lib.format", "open_memmap", str(marker), "w+", "u1", (1,)),
+        "numpy.lib._npyio_impl save (writes a file)": _call("numpy.lib._npyio_impl", "save", str(marker), [1]),
+        "numpy load (an unrestricted unpickler)": _call("numpy", "load", str(marker), None, True),
+        "numpy frombuffer": _call("numpy", "frombuffer", b"\x00" * 8),
+        "a method through a dotted name": _call("numpy", "ndarray.tofile", str(marker)),
+        "multiarray, not a constructor": _call("numpy._core.multiarray", "_vec_string", ["a"], "S1", "upper"),
+        "_codecs.encode rot13": _call("_codecs", "encode", "abc", "rot13"),
+        "_codecs.encode utf-16": _call("_codecs", "encode", "abc", "utf-16"),
+        "_codecs.encode zlib": _call("_codecs", "encode", b"abc", "zlib"),
+        "_codecs.encode base64": _call("_codecs", "encode", b"abc", "base64"),
+        "_codecs.encode of bytes": _call("_codecs", "encode", b"abc", "latin1"),
+        "builtins eval, protocol 4 (STACK_GLOBAL)": pickle.dumps(eval, protocol=4),
+        "builtins getattr": _call("builtins", "getattr", 1, "real"),
+        "copyreg _reconstructor": _call("copyreg", "_reconstructor", 1, 2, 3),
+    }
+    # builtins.eval spelled through copyreg's extension registry (EXT1 opcode): the
+    # unpickler looks the code up and still asks find_class for builtins.eval.
+    import copyreg
+
+    code = next(c for c in range(200, 256) if c not in copyreg._inverted_registry)
+    copyreg.add_extension("builtins", "eval", code)
+    try:
+        ext = b"\x80\x02\x82" + bytes([code]) + pickle.dumps((run_code,), protocol=2)[2:-1] + b"R."
+        payloads["builtins eval via copyreg extension"] = ext
+        for what, blob in payloads.items():
+            with pytest.raises(FolkRNNError, match=r"^hostile: refusing") as e:
+                safe_load(blob, where="hostile")
+            assert "\n" not in str(e.value), what
+            assert not marker.exists(), what
+    finally:
+        copyreg.remove_extension("builtins", "eval", code)
+    # The same pickles with the standard unpickler do run (so the payloads are real).
+    pickle.loads(payloads["numpy.testing runstring (exec)"])
+    assert marker.exists()
+
+
 def test_truncated_and_malformed_pickles(tmp_path, v2_pickle):
     path, params = v2_pickle
     data = path.read_bytes()

@@ -167,3 +167,71 @@ def test_cli_ngram_split_and_network_beside(tmp_path, capsys):
     assert res["network"]["nll_nats_per_token"] == pytest.approx(nll, rel=1e-6)
     assert res["network"]["tokens"] == res["orders"][0]["tokens"]  # same tokens, same convention
     assert " net " in capsys.readouterr().out
+
+
+def test_kneser_ney_by_hand_on_a_tiny_corpus():
+    """Interpolated modified Kneser-Ney, order 2, worked out by hand (Chen & Goodman).
+
+    Vocabulary <s> </s> a b c (V = 5). Tunes, framed:
+        <s> a b a b </s>   <s> a b c </s>   <s> c a b </s>   <s> a b a </s>
+    """
+    vocab = Vocabulary(["<s>", "</s>", "a", "b", "c"])
+    tunes = [["a", "b", "a", "b"], ["a", "b", "c"], ["c", "a", "b"], ["a", "b", "a"]]
+    m = NGramModel.train(tunes, order=2, vocab=vocab, exact=True)
+    F = Fraction
+
+    # Order 2 (the top order) uses raw bigram counts:
+    #   <s>a 3, <s>c 1, ab 5, ba 2, b</s> 2, bc 1, c</s> 1, ca 1, a</s> 1
+    # count-of-counts n1 = 5 (<s>c bc c</s> ca a</s>), n2 = 2 (ba b</s>), n3 = 1 (<s>a), n4 = 0 (ab is 5)
+    # Y = n1 / (n1 + 2 n2) = 5/9
+    # D1 = 1 - 2 Y n2/n1 = 1 - 2 (5/9)(2/5) = 5/9
+    # D2 = 2 - 3 Y n3/n2 = 2 - 3 (5/9)(1/2) = 7/6
+    # D3+ = 3 - 4 Y n4/n3 needs a count of 4 (n4 = 0 here): no estimate, the fallback 3/2
+    assert m.discounts[2] == (F(5, 9), F(7, 6), F(3, 2))
+
+    # Order 1 uses continuation counts: the number of distinct left neighbours.
+    #   a: <s>a ba ca -> 3;  b: ab -> 1;  c: bc <s>c -> 2;  </s>: b</s> c</s> a</s> -> 3
+    # (plain counts would be a 6, b 5, c 2, </s> 4)
+    # count-of-counts n1 = 1, n2 = 1, n3 = 2, n4 = 0; Y = 1/3
+    # D1 = 1 - 2 (1/3)(1/1) = 1/3;  D2 = 2 - 3 (1/3)(2/1) = 0, not > 0: fallback 1;  D3+: fallback 3/2
+    assert m.discounts[1] == (F(1, 3), F(1), F(3, 2))
+
+    # P1(w) = (max(a(w) - D(a(w)), 0) + gamma / V) / 9, total 3 + 1 + 2 + 3 = 9,
+    # gamma = D1 N1 + D2 N2 + D3 N3+ = 1/3 + 1 + (3/2) 2 = 13/3, gamma / V = 13/15
+    #   P1(a) = (3 - 3/2 + 13/15) / 9 = (71/30) / 9 = 71/270 = P1(</s>)
+    #   P1(b) = (1 - 1/3 + 13/15) / 9 = (23/15) / 9 = 23/135
+    #   P1(c) = (2 - 1 + 13/15) / 9 = (28/15) / 9 = 28/135
+    #   P1(<s>) = (13/15) / 9 = 13/135
+    p1 = {"a": F(71, 270), "b": F(23, 135), "c": F(28, 135), "</s>": F(71, 270), "<s>": F(13, 135)}
+    assert sum(p1.values()) == 1
+    for w, p in p1.items():
+        assert m.prob(w, []) == p, w
+        # A context never seen (nothing follows </s>) hands its mass down unchanged.
+        assert m.prob(w, ["</s>"]) == p, w
+
+    # Context a: ab 5, a</s> 1 -> total 6; N1 = 1, N2 = 0, N3+ = 1
+    # gamma(a) = 5/9 + 3/2 = 37/18
+    #   P(b|a) = (5 - 3/2 + (37/18)(23/135)) / 6 = (7/2 + 851/2430) / 6 = (9356/2430) / 6 = 2339/3645
+    #   P(</s>|a) = (1 - 5/9 + (37/18)(71/270)) / 6 = (2160/4860 + 2627/4860) / 6 = 4787/29160
+    #   P(c|a) = (37/18)(28/135) / 6 = 259/3645
+    #   P(a|a) = (37/18)(71/270) / 6 = 2627/29160
+    #   P(<s>|a) = (37/18)(13/135) / 6 = 481/14580
+    pa = {"b": F(2339, 3645), "</s>": F(4787, 29160), "c": F(259, 3645), "a": F(2627, 29160), "<s>": F(481, 14580)}
+    assert sum(pa.values()) == 1
+    for w, p in pa.items():
+        assert m.prob(w, ["a"]) == p, w
+
+    # Context b: ba 2, b</s> 2, bc 1 -> total 5; N1 = 1, N2 = 2; gamma(b) = 5/9 + 2 (7/6) = 26/9
+    #   P(a|b) = (2 - 7/6 + (26/9)(71/270)) / 5 = (2025/2430 + 1846/2430) / 5 = 3871/12150
+    #   P(c|b) = (1 - 5/9 + (26/9)(28/135)) / 5 = (540/1215 + 728/1215) / 5 = 1268/6075
+    assert m.prob("a", ["b"]) == F(3871, 12150)
+    assert m.prob("c", ["b"]) == F(1268, 6075)
+
+    # Context <s> (raw counts too: nothing precedes it): <s>a 3, <s>c 1 -> total 4; gamma = 5/9 + 3/2 = 37/18
+    #   P(a|<s>) = (3 - 3/2 + (37/18)(71/270)) / 4 = (7290/4860 + 2627/4860) / 4 = 9917/19440
+    #   P(b|<s>) = (37/18)(23/135) / 4 = 851/9720
+    assert m.prob("a", ["<s>"]) == F(9917, 19440)
+    assert m.prob("b", ["<s>"]) == F(851, 9720)
+    # The float model gives the same numbers.
+    flt = NGramModel.train(tunes, order=2, vocab=vocab)
+    assert flt.prob("b", ["a"]) == pytest.approx(2339 / 3645, rel=1e-12)
