@@ -565,11 +565,63 @@ def source_licence(source: Source) -> dict:
             files.append(corpus_wide)
         note = ("music21 ships a licence file with this collection; the corpus-wide terms apply too"
                 if own else "music21 ships no licence file with this collection; only the corpus-wide terms apply")
-        return {"note": note, "files": [_quote(f, root) for f in files]}
+        return {"note": note, "files": [_quote(f, root) for f in files], "credits": _credits(source.files)}
     here = source.files[0].parent if source.kind != "folder" else Path(source.spec)
     f = _licence_file(here)
-    note = "folkrnn does not know this source's licence; check it before using or sharing the data"
-    return {"note": note, "files": [_quote(f, None)] if f is not None else []}
+    out: dict = {"note": "folkrnn does not know this source's licence; check it before using or sharing the data",
+                 "files": [_quote(f, None)] if f is not None else []}
+    if source.kind in ("abc", "folder"):
+        out["credits"] = _credits(source.files)
+    if source.kind == "data_v2":
+        # A corpus built by `folkrnn corpus` has its report next to it (NAME.report.json):
+        # the licences of the sources it came from are there.
+        rep = source.files[0].with_suffix(".report.json")
+        if rep.is_file():
+            try:
+                data = json.loads(rep.read_text("utf-8"))
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict) and data.get("format") == REPORT_FORMAT:
+                out["note"] = f"a corpus built by folkrnn corpus from {', '.join(map(str, data.get('sources', [])))}; see its report"
+                out["built_from"] = {
+                    "report": str(rep),
+                    "sha256": _sha256(rep),
+                    "sources": data.get("sources"),
+                    "licences": _built_from_licences(data),
+                }
+    return out
+
+
+def _built_from_licences(report: dict) -> dict:
+    """The licences of the sources a corpus report names: as recorded there, else (for
+    an older report) read now from music21 for the sources that are music21 collections."""
+    out = {}
+    for s in report.get("per_source", []):
+        name = s.get("source")
+        if "licence" in s:
+            out[name] = s["licence"]
+        elif s.get("kind") == "music21" and isinstance(name, str):
+            try:
+                src = resolve_source(name if name.startswith(_MUSIC21_PREFIX) else _MUSIC21_PREFIX + name)
+            except FolkRNNError:
+                continue
+            out[name] = {**source_licence(src), "recorded": "read from the installed music21 when this report was made"}
+    return out
+
+
+_CREDIT = re.compile(r"^[ \t]*Z:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+
+
+def _credits(files: Sequence[Path], top: int = 10) -> dict[str, int]:
+    """The transcriber credits (`Z:` fields) of ABC files, most common first."""
+    c: Counter = Counter()
+    for path in files:
+        try:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError as e:
+            raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
+        c.update(v.strip('"') for v in _CREDIT.findall(text) if v.strip('"'))
+    return dict(_sorted_counts(c)[:top])
 
 
 def _quote(path: Path, root: Path | None) -> dict:
