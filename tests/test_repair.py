@@ -92,8 +92,8 @@ T:Phrygian
 M:3/4
 L:1/8
 K:C
-E2 F2 G2 | A2 G2 F2 | E2 F2 D2 | E4 z2 |
-G2 A2 B2 | c2 B2 A2 | G2 F2 F2 | E6 |
+E2 F2 E2 | B2 A2 B2 | B2 A2 G2 | E4 z2 |
+B2 d2 B2 | A2 B2 F2 | E2 F2 E2 | E6 |
 """
 
 
@@ -239,7 +239,7 @@ def test_corpus_report_counts_repairs_and_rejections(tmp_path):
     assert rep["totals"]["rejected"] == {"bars": 1, "mode": 1}
     assert rep["repair"]["bars_restored"] == 2 and rep["repair"]["tunes_with_bars_restored"] == 1
     assert rep["repair"]["rekeyed_by_key"] == {"K:Cmaj -> K:Cmin": 1}
-    assert rep["repair"]["config"]["mode_config"] == {"consistent": 0.8, "min_fit": 0.9}
+    assert rep["repair"]["config"]["mode_config"] == {"consistent": 0.8, "min_fit": 0.9, "min_degree": 0.04, "triad_margin": 1.2}
     assert rep["per_source"][0]["repair"]["rekeyed"] == 1
     assert all(analyse_tune(t).all_bars_right for t in result.tunes)
 

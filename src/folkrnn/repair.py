@@ -78,10 +78,16 @@ class ModeConfig:
     when the degree is never sung) it is the signature's.
     `min_fit`: the new scale must hold at least this share of the tune's duration (and
     at least as much as the written scale holds).
+    `min_degree`: a degree is read from the notes only when it carries at least this share
+    of the tune's duration (a single passing note does not change a mode).
+    `triad_margin`: when the final is not the written tonic, the final's triad must carry
+    more than this many times the duration of the written tonic's triad.
     """
 
     consistent: float = 0.8
     min_fit: float = 0.9
+    min_degree: float = 0.04
+    triad_margin: float = 1.2
 
 
 @dataclass(frozen=True)
@@ -309,12 +315,13 @@ class ModeReading:
         return _V2_MODE.get(self.mode or "")
 
 
-def _quality(w: list, degree: int, written: frozenset[int], tonic: int, share: float) -> int | None:
+def _quality(w: list, degree: int, written: frozenset[int], tonic: int, share: float, least) -> int | None:
     """The semitones of a degree above the tonic: the spelling the notes hold to (at
-    least `share` of its duration), else the written scale's, else None."""
+    least `share` of its duration, which is at least `least`), else the written
+    scale's, else None."""
     lo, hi = _DEGREES[degree]
     a, b = w[(tonic + lo) % 12], w[(tonic + hi) % 12]
-    if a + b > 0:
+    if a + b > 0 and a + b >= least:
         if a >= share * (a + b):
             return lo
         if b >= share * (a + b):
@@ -382,7 +389,8 @@ def read_mode(tokens: Sequence[str], config: ModeConfig = ModeConfig()) -> ModeR
     if final is None or not total:
         return ModeReading(0, None, 0.0, 0.0, False, "no notes")
     f = final % 12
-    q = {d: _quality(w, d, written, f, config.consistent) for d in _DEGREES}
+    least = config.min_degree * total
+    q = {d: _quality(w, d, written, f, config.consistent, least) for d in _DEGREES}
     mode = _mode_of(q)
     scale = {f} | {(f + s) % 12 for s in q.values() if s is not None}
     fit = float(sum(w[p] for p in scale) / total)
@@ -398,7 +406,7 @@ def read_mode(tokens: Sequence[str], config: ModeConfig = ModeConfig()) -> ModeR
     triad = w[f] + (w[(f + q[3]) % 12] if q[3] is not None else 0) + w[(f + 7) % 12]
     w3 = 3 if 3 in written else 4
     written_triad = w[0] + w[w3] + w[7]
-    if f != 0 and triad <= written_triad:
+    if f != 0 and triad <= config.triad_margin * written_triad:
         return ModeReading(f, mode, fit, written_fit, False, "the final's triad is not the strongest")
     return ModeReading(f, mode, fit, written_fit, True, "the notes plainly disagree with the signature")
 

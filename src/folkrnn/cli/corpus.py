@@ -71,7 +71,7 @@ def parse_repair(text: str):
     """`--repair` value -> RepairConfig; FolkRNNError names an unknown repair.
 
     >>> parse_repair("bars,reject-bars")
-    RepairConfig(bars=True, mode=False, reject_bars=True, reject_mode=False, mode_config=ModeConfig(consistent=0.8, min_fit=0.9))
+    RepairConfig(bars=True, mode=False, reject_bars=True, reject_mode=False, mode_config=ModeConfig(consistent=0.8, min_fit=0.9, min_degree=0.04, triad_margin=1.2))
     """
     from folkrnn.errors import FolkRNNError
     from folkrnn.repair import RepairConfig
