@@ -43,7 +43,9 @@ from fractions import Fraction
 
 from folkrnn import tokens as T
 from folkrnn.abc.keys import LETTERS, Move, Note, Tonic, mode_signature, spell
+from folkrnn.abc.reader import TuneResult, read_abc
 from folkrnn.evaluate.tune import TICKS, _scan, analyse_tune
+from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +250,6 @@ def restore_line_bars_text(text: str, source: str = "<string>") -> tuple[str, li
     there is full by the meter; a tune the candidate reading cannot follow (rejected,
     or not a plain insertion of bars) is left as it was.
     """
-    from folkrnn.abc import read_abc
-
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     per_tune = _candidate_lines(lines)
     all_cands = {i for c in per_tune for i in c}
@@ -284,6 +284,7 @@ def restore_line_bars_text(text: str, source: str = "<string>") -> tuple[str, li
 # Semitones above the tonic of each degree's two spellings (minor/lowered, major/raised).
 _DEGREES = {2: (1, 2), 3: (3, 4), 4: (5, 6), 5: (6, 7), 6: (8, 9), 7: (10, 11)}
 _V2_MODE = {"major": "K:Cmaj", "minor": "K:Cmin", "dorian": "K:Cdor", "mixolydian": "K:Cmix"}
+_VOCAB = frozenset(Vocabulary.v2().tokens)
 _WRITTEN_SCALE = {
     "K:Cmaj": frozenset({0, 2, 4, 5, 7, 9, 11}),
     "K:Cmin": frozenset({0, 2, 3, 5, 7, 8, 10}),
@@ -425,9 +426,7 @@ def rekey(tokens: Sequence[str], tonic: int, mode: str) -> list[str]:
     src = Tonic(letter[0], {"": 0, "#": 1, "b": -1}[letter[1:]])
     sig = mode_signature(Tonic("C"), mode)
     key = _V2_MODE[mode]
-    from folkrnn.vocab import Vocabulary
-
-    vocab = frozenset(Vocabulary.v2().tokens)
+    vocab = _VOCAB
     items: list[str | Note] = []
     body = list(tokens[2:])
     midis = iter(T.sounding_pitches(list(tokens)))
@@ -478,7 +477,7 @@ class RepairedTune:
     tokens with the final's pitch class, e.g. ``("K:Cmaj", "K:Cmin", 9)``, or None.
     """
 
-    result: object  # folkrnn.abc.TuneResult, with tokens/reason/detail replaced
+    result: TuneResult  # the codec's, with tokens/reason/detail replaced
     bars_restored: int = 0
     rekeyed: tuple[str, str, int] | None = None
 
@@ -505,8 +504,6 @@ def repair_abc_text(text: str, source: str = "<string>", config: RepairConfig = 
     else that is wrong rejects the tune with reason ``bars`` or ``mode``.
     """
     import dataclasses
-
-    from folkrnn.abc import read_abc
 
     counts: list[int] = []
     if config.bars:
