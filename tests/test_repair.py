@@ -289,3 +289,18 @@ def test_without_repair_each_example_reads_as_written(name):
     abc = globals()[name]
     assert tokens_of(abc, None) is not None
     assert tokens_of(abc, RepairConfig(bars=False, mode=False, reject_bars=False, reject_mode=False)) == tokens_of(abc, None)
+
+
+def test_once_the_third_overrules_the_signature_a_single_sixth_decides_the_mode():
+    # G minor under K:G, with one E flat in 96 eighths (2%): the signature's E natural
+    # is no evidence (it is the major signature of the tonic), so the tune is minor,
+    # not dorian; a minor signature with one raised sixth stays minor too.
+    head = "X:1\nM:3/4\nL:1/8\nK:G\n"
+    phrase = "G2 _B2 d2 | c2 _B2 A2 | G2 =F2 D2 | G4 z2 |\n"
+    long_tune = head + phrase + "d2 _e2 d2 | c2 _B2 A2 | _B2 A2 =F2 | G4 z2 |\n" + phrase * 2
+    plain = tokens_of(long_tune, None)
+    assert plain.count("_A") == 0 and plain.count("_a") == 1  # the E flat, moved to C
+    assert read_mode(plain).mode == "minor"
+    assert tokens_of(long_tune)[1] == "K:Cmin"
+    am = "X:1\nM:3/4\nL:1/8\nK:Am\n" + "A2 c2 e2 | d2 c2 B2 | A2 G2 E2 | A4 z2 |\n" * 3 + "A2 c2 e2 | ^f2 e2 d2 | c2 B2 G2 | A4 z2 |\n"
+    assert not read_mode(tokens_of(am, None)).plain

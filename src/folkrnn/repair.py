@@ -285,6 +285,8 @@ def restore_line_bars_text(text: str, source: str = "<string>") -> tuple[str, li
 _DEGREES = {2: (1, 2), 3: (3, 4), 4: (5, 6), 5: (6, 7), 6: (8, 9), 7: (10, 11)}
 _V2_MODE = {"major": "K:Cmaj", "minor": "K:Cmin", "dorian": "K:Cdor", "mixolydian": "K:Cmix"}
 _VOCAB = frozenset(Vocabulary.v2().tokens)
+_AEOLIAN = (0, 2, 3, 5, 7, 8, 10)
+_IONIAN = (0, 2, 4, 5, 7, 9, 11)
 _WRITTEN_SCALE = {
     "K:Cmaj": frozenset({0, 2, 4, 5, 7, 9, 11}),
     "K:Cmin": frozenset({0, 2, 3, 5, 7, 8, 10}),
@@ -322,7 +324,7 @@ def _quality(w: list, degree: int, written: frozenset[int], tonic: int, share: f
     scale's, else None."""
     lo, hi = _DEGREES[degree]
     a, b = w[(tonic + lo) % 12], w[(tonic + hi) % 12]
-    if a + b > 0 and a + b >= least:
+    if a + b > 0 and a + b >= least:  # (least = 0: any note counts)
         if a >= share * (a + b):
             return lo
         if b >= share * (a + b):
@@ -391,7 +393,20 @@ def read_mode(tokens: Sequence[str], config: ModeConfig = ModeConfig()) -> ModeR
         return ModeReading(0, None, 0.0, 0.0, False, "no notes")
     f = final % 12
     least = config.min_degree * total
-    q = {d: _quality(w, d, written, f, config.consistent, least) for d in _DEGREES}
+    q = {3: _quality(w, 3, written, f, config.consistent, least)}
+    sig_third = 3 if (f + 3) % 12 in written else 4 if (f + 4) % 12 in written else None
+    if q[3] is not None and sig_third is not None and q[3] != sig_third:
+        # The notes overrule the signature's third (a minor tune under the major
+        # signature of its tonic, as Essen writes them): the signature says nothing
+        # about the other degrees either, so any note of theirs counts, and a degree
+        # never sung is that of the plain (aeolian or major) scale of the third.
+        rest_scale = frozenset((f + s) % 12 for s in (_AEOLIAN if q[3] == 3 else _IONIAN))
+        rest_least = 0
+    else:
+        rest_scale, rest_least = written, least
+    for d in _DEGREES:
+        if d != 3:
+            q[d] = _quality(w, d, rest_scale, f, config.consistent, rest_least)
     mode = _mode_of(q)
     scale = {f} | {(f + s) % 12 for s in q.values() if s is not None}
     fit = float(sum(w[p] for p in scale) / total)
