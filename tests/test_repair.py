@@ -238,7 +238,7 @@ def test_corpus_report_counts_repairs_and_rejections(tmp_path):
     assert rep["totals"]["kept"] == 3
     assert rep["totals"]["rejected"] == {"bars": 1, "mode": 1}
     assert rep["repair"]["bars_restored"] == 2 and rep["repair"]["tunes_with_bars_restored"] == 1
-    assert rep["repair"]["rekeyed_by_key"] == {"K:Cmaj -> K:Cmin": 1}
+    assert rep["repair"]["rekeyed_by_key"] == {"K:Cmaj -> K:Cmin, final A": 1}
     assert rep["repair"]["config"]["mode_config"] == {"consistent": 0.8, "min_fit": 0.9, "min_degree": 0.04, "triad_margin": 1.2}
     assert rep["per_source"][0]["repair"]["rekeyed"] == 1
     assert all(analyse_tune(t).all_bars_right for t in result.tunes)

@@ -445,7 +445,7 @@ class _Stats:
             self.bars_restored += t.bars_restored
             self.tunes_bars_restored += t.bars_restored > 0
             if t.rekeyed is not None:
-                self.rekeyed[f"{t.rekeyed[0]} -> {t.rekeyed[1]}"] += 1
+                self.rekeyed[rekey_label(t.rekeyed)] += 1
         self.kept += 1
         self.tokens += len(tokens)
         self.meter_kept[tokens[0]] += 1
@@ -495,6 +495,16 @@ class _Stats:
                 "rekeyed_by_key": dict(_sorted_counts(self.rekeyed)),
             }
         return out
+
+
+def rekey_label(rekeyed: tuple[str, str, int]) -> str:
+    """How the report names a re-keying: the key tokens and the final note (in C).
+
+    >>> rekey_label(("K:Cmaj", "K:Cmin", 9))
+    'K:Cmaj -> K:Cmin, final A'
+    """
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    return f"{rekeyed[0]} -> {rekeyed[1]}, final {names[rekeyed[2] % 12]}"
 
 
 def _pct(part: int, whole: int) -> float:
