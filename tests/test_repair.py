@@ -143,6 +143,15 @@ def test_bar_lines_already_there_are_left_alone():
     assert restore_line_bars_text(text) == (text, [0])
 
 
+def test_a_line_ending_in_a_chord_is_not_taken_for_a_bar_line():
+    text = "X:1\nM:2/4\nL:1/8\nK:C\nc e d [ce]\nd B c2 | G4 |]\n"
+    fixed, counts = restore_line_bars_text(text)
+    assert counts == [1] and fixed.splitlines()[4] == "c e d [ce] |"
+    # the end of a tune (`|]`) and a repeat sign at a line end are bar lines already
+    text = "X:1\nM:2/4\nL:1/8\nK:C\nc e d B :|\n|: c4 |]\n"
+    assert restore_line_bars_text(text) == (text, [0])
+
+
 def test_restored_bar_resets_accidentals_like_any_bar():
     # ^F before the break, F after it: with the bar restored the second F is natural
     text = "X:1\nM:2/4\nL:1/8\nK:C\nc ^F G A\nF G A2 | G4 |\n"

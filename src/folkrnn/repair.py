@@ -64,7 +64,7 @@ _FIELD = re.compile(r"\s*([A-Za-z+]):(?!\|)")
 # The end of a music line that already closes a bar (or asks to be continued): a bar
 # line, an ending bracket, a line continuation; comments and spaces before the end do
 # not count.
-_ENDS_WITH_BAR = re.compile(r"(?:[|:\]]|\[\d[\d,\-]*|\\)\s*$")
+_ENDS_WITH_BAR = re.compile(r"(?:\|\]?|:|\[\d[\d,\-]*|\\)\s*$")
 # A music line whose first lexeme would merge with, or be broken by, a bar line put
 # before it: a bar, a repeat colon, an ending, a broken-rhythm mark.
 _STARTS_WITH_BAR = re.compile(r"\s*(?:[|:<>]|\[\d|\[\|)")
