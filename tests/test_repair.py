@@ -118,7 +118,7 @@ def test_lost_bar_lines_are_restored_where_the_bar_is_full():
     report = analyse_tune(plain)
     assert not report.all_bars_right  # the merged bars are 8 eighths in 2/4
     fixed_text, counts = restore_line_bars_text(LOST_BARS)
-    assert counts == [2]
+    assert counts == {1: 2}
     assert fixed_text.splitlines()[5] == "c4e4 | d4B4 | c4G4 |"
     assert fixed_text.splitlines()[6] == "c4e4 | d4B4 | c8 |"
     fixed = tokens_of(LOST_BARS, RepairConfig(mode=False, reject_bars=False, reject_mode=False))
@@ -131,25 +131,37 @@ def test_lost_bar_lines_are_restored_where_the_bar_is_full():
 def test_no_bar_line_where_the_bar_is_not_full():
     # a bar at the break would make two short bars
     fixed_text, counts = restore_line_bars_text(HALF_BAR_AT_BREAK)
-    assert counts == [0] and fixed_text == HALF_BAR_AT_BREAK
+    assert counts == {} and fixed_text == HALF_BAR_AT_BREAK
     assert tokens_of(HALF_BAR_AT_BREAK) == tokens_of(HALF_BAR_AT_BREAK, None)
     # an over-full bar at the break is not "full" either (see BAD_BAR below)
     text = "X:1\nM:2/4\nL:1/8\nK:C\nc e d B c\nc e | d B |\n"
-    assert restore_line_bars_text(text)[1] == [0]
+    assert restore_line_bars_text(text)[1] == {}
 
 
 def test_bar_lines_already_there_are_left_alone():
     text = "X:1\nM:2/4\nL:1/8\nK:C\nc e | d B |\nc e | d B\n| c4 |\n"
-    assert restore_line_bars_text(text) == (text, [0])
+    assert restore_line_bars_text(text) == (text, {})
+
+
+def test_tunes_are_matched_by_their_first_line():
+    # a tune with no music before the one with lost bars (the codec rejects it) must
+    # not put the counts or the bars out of step; nor must a file without X: lines
+    text = "X:1\nT:Header only\nK:C\n\n" + LOST_BARS
+    fixed, counts = restore_line_bars_text(text)
+    assert counts == {5: 2}
+    results = repair_abc_text(text, "<test>", RepairConfig(mode=False))
+    assert [t.bars_restored for t in results] == [0, 2] and results[1].result.tokens is not None
+    no_x = "\n".join(line for line in LOST_BARS.splitlines() if not line.startswith(("X:", "T:")))
+    assert restore_line_bars_text(no_x)[1] == {1: 2}
 
 
 def test_a_line_ending_in_a_chord_is_not_taken_for_a_bar_line():
     text = "X:1\nM:2/4\nL:1/8\nK:C\nc e d [ce]\nd B c2 | G4 |]\n"
     fixed, counts = restore_line_bars_text(text)
-    assert counts == [1] and fixed.splitlines()[4] == "c e d [ce] |"
+    assert counts == {1: 1} and fixed.splitlines()[4] == "c e d [ce] |"
     # the end of a tune (`|]`) and a repeat sign at a line end are bar lines already
     text = "X:1\nM:2/4\nL:1/8\nK:C\nc e d B :|\n|: c4 |]\n"
-    assert restore_line_bars_text(text) == (text, [0])
+    assert restore_line_bars_text(text) == (text, {})
 
 
 def test_restored_bar_resets_accidentals_like_any_bar():

@@ -27,8 +27,8 @@ candidates close a full bar; the text is read a third time with only those bar l
 
 >>> abc = "X:1\\nM:2/4\\nL:1/8\\nK:C\\nc2 d2 | e2 f2\\ng2 a2 | g4\\nc2 d2 | e2 f2 |\\n"
 >>> fixed, restored = restore_line_bars_text(abc)
->>> restored
-[2]
+>>> restored  # in the tune that starts on line 1
+{1: 2}
 >>> print(fixed.splitlines()[4], "/", fixed.splitlines()[5])
 c2 d2 | e2 f2 | / g2 a2 | g4 |
 """
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -113,45 +113,56 @@ class RepairConfig:
 # -- (a) bar lines at line breaks ---------------------------------------------------------
 
 
-def _music_lines(lines: Sequence[str]) -> Iterator[list[int]]:
-    """Indices of the music lines of each tune of an ABC text (after K:, before a blank
-    line), tune by tune, in the way `folkrnn.abc.read_abc` splits tunes."""
+def _music_lines(lines: Sequence[str]) -> dict[int, list[int]]:
+    """The music lines (after K:) of each tune of an ABC text, by the line a tune starts
+    on (1-based, as `folkrnn.abc.read_abc` reports it): a tune runs from its X: line to
+    a blank line; a text without X: lines is blank-line separated blocks with a K: field.
+    """
+    out: dict[int, list[int]] = {}
+    has_x = any(line.lstrip().startswith("X:") for line in lines)
+    cur: list[int] | None = None
     in_body = False
-    cur: list[int] = []
+    has_k = False
+    start = 0
     for i, line in enumerate(lines):
         s = line.strip()
         fm = _FIELD.match(line)
         if not s:
-            if cur:
-                yield cur
-            cur, in_body = [], False
-        elif fm and fm.group(1) == "X":
-            if cur:
-                yield cur
-            cur, in_body = [], False
-        elif fm:
-            if fm.group(1) == "K":
-                in_body = True
-        elif s.startswith("%"):
+            if cur is not None and (has_x or has_k):
+                out[start + 1] = cur
+            cur = None
             continue
-        elif in_body:
+        if has_x and line.lstrip().startswith("X:"):
+            if cur is not None:
+                out[start + 1] = cur
+            cur, start, in_body = [], i, False
+            continue
+        if cur is None:
+            if has_x:
+                continue  # outside a tune: the reader ignores it
+            cur, start, in_body, has_k = [], i, False, False
+        if fm:
+            if fm.group(1) == "K" and not in_body:
+                in_body = has_k = True
+        elif not s.startswith("%") and in_body:
             cur.append(i)
-    if cur:
-        yield cur
+    if cur is not None and (has_x or has_k):
+        out[start + 1] = cur
+    return out
 
 
-def _candidate_lines(lines: Sequence[str]) -> list[list[int]]:
-    """Per tune: the music lines that end without a bar line, before another music
-    line that does not start with one (the places a bar line may have been lost)."""
-    out = []
-    for tune in _music_lines(lines):
+def _candidate_lines(lines: Sequence[str]) -> dict[int, list[int]]:
+    """Per tune (by start line): the music lines that end without a bar line, before
+    another music line that does not start with one (where a bar line may be lost)."""
+    out = {}
+    for first, tune in _music_lines(lines).items():
         cands = []
         for a, b in zip(tune, tune[1:]):
             text = lines[a].split("%", 1)[0]
             if not text.strip() or _ENDS_WITH_BAR.search(text) or _STARTS_WITH_BAR.match(lines[b]):
                 continue
             cands.append(a)
-        out.append(cands)
+        out[first] = cands
     return out
 
 
@@ -243,8 +254,9 @@ def choose_line_bars(tokens: Sequence[str], positions: Sequence[int]) -> list[in
     return chosen
 
 
-def restore_line_bars_text(text: str, source: str = "<string>") -> tuple[str, list[int]]:
-    """The ABC text with the lost bar lines restored, and how many per tune (in order).
+def restore_line_bars_text(text: str, source: str = "<string>") -> tuple[str, dict[int, int]]:
+    """The ABC text with the lost bar lines restored, and how many were restored in
+    each tune, by the line the tune starts on (as `TuneResult.line`).
 
     A bar line is put at the end of a music line that lacks one when the bar ending
     there is full by the meter; a tune the candidate reading cannot follow (rejected,
@@ -252,28 +264,26 @@ def restore_line_bars_text(text: str, source: str = "<string>") -> tuple[str, li
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     per_tune = _candidate_lines(lines)
-    all_cands = {i for c in per_tune for i in c}
+    all_cands = {i for c in per_tune.values() for i in c}
+    counts: dict[int, int] = {}
     if not all_cands:
-        return text, [0] * len(per_tune)
-    plain = list(read_abc(text, source))
-    marked = list(read_abc(_with_bars(lines, all_cands), source))
-    keep: set[int] = set()
-    counts = [0] * len(per_tune)
-    if len(plain) != len(marked) or len(plain) != len(per_tune):
-        log.warning("%s: tunes split differently with candidate bars; no bar repair", source)
         return text, counts
-    for n, (a, b, cands) in enumerate(zip(plain, marked, per_tune)):
-        if not cands or a.tokens is None or b.tokens is None:
+    plain = {r.line: r for r in read_abc(text, source)}
+    marked = {r.line: r for r in read_abc(_with_bars(lines, all_cands), source)}
+    keep: set[int] = set()
+    for first, cands in per_tune.items():
+        a, b = plain.get(first), marked.get(first)
+        if not cands or a is None or b is None or a.tokens is None or b.tokens is None:
             continue
         pos = _candidate_positions(a.tokens, b.tokens)
         if pos is None or len(pos) != len(cands):
-            log.info("%s: line %d: candidate bars do not align; no bar repair", source, a.line)
+            log.info("%s: line %d: candidate bars do not align; no bar repair", source, first)
             continue
         chosen = set(choose_line_bars(a.tokens, pos))
         for p, line in zip(pos, cands):
             if p in chosen:
                 keep.add(line)
-                counts[n] += 1
+                counts[first] = counts.get(first, 0) + 1
     if not keep:
         return text, counts
     return _with_bars(lines, keep), counts
@@ -520,12 +530,12 @@ def repair_abc_text(text: str, source: str = "<string>", config: RepairConfig = 
     """
     import dataclasses
 
-    counts: list[int] = []
+    counts: dict[int, int] = {}
     if config.bars:
         text, counts = restore_line_bars_text(text, source)
     out = []
-    for n, r in enumerate(read_abc(text, source)):
-        restored = counts[n] if n < len(counts) else 0
+    for r in read_abc(text, source):
+        restored = counts.get(r.line, 0)
         if r.tokens is None:
             out.append(RepairedTune(r, restored))
             continue
