@@ -34,11 +34,15 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from folkrnn import __version__
 from folkrnn.datafile import tunes_to_text
 from folkrnn.errors import FolkRNNError
 from folkrnn.vocab import BOS, EOS, Vocabulary
+
+if TYPE_CHECKING:
+    from folkrnn.repair import RepairConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,8 @@ class TuneRecord:
     detail: str | None
     meter: str | None  # as written in the source
     mode: str | None  # as written in the source
+    bars_restored: int = 0  # bar lines put back at line breaks (`--repair`)
+    rekeyed: tuple[str, str, int] | None = None  # (written key token, new, final's pitch class)
 
 
 @dataclass(frozen=True)
@@ -226,7 +232,7 @@ def _codec():
     return read_abc, read_abc_file
 
 
-def _record(r, file: str, line: int | None = None) -> TuneRecord:
+def _record(r, file: str, line: int | None = None, bars_restored: int = 0, rekeyed=None) -> TuneRecord:
     """A codec TuneResult as a TuneRecord named after `file`."""
     return TuneRecord(
         file=file,
@@ -238,15 +244,35 @@ def _record(r, file: str, line: int | None = None) -> TuneRecord:
         detail=r.detail,
         meter=r.meter,
         mode=r.mode,
+        bars_restored=bars_restored,
+        rekeyed=rekeyed,
     )
 
 
-def _read_abc_files(source: Source, bar) -> Iterator[TuneRecord]:
+def _read_text(path: Path) -> str:
+    """An ABC file's text, UTF-8 or else Latin-1 (as `folkrnn.abc.read_abc_file` reads it)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FolkRNNError(f"{path}: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _read_abc_files(source: Source, bar, repair=None) -> Iterator[TuneRecord]:
     _, read_abc_file = _codec()
     per_tune = len(source.files) == 1  # one big file: count tunes, not files
     for path, name in zip(source.files, source.names):
-        for r in read_abc_file(path):
-            yield _record(r, name)
+        if repair is not None:
+            from folkrnn.repair import repair_abc_text
+
+            results = [(t.result, t.bars_restored, t.rekeyed) for t in repair_abc_text(_read_text(path), str(path), repair)]
+        else:
+            results = [(r, 0, None) for r in read_abc_file(path)]
+        for r, restored, rekeyed in results:
+            yield _record(r, name, bars_restored=restored, rekeyed=rekeyed)
             if per_tune:
                 bar.update(1)
         if not per_tune:
@@ -405,6 +431,8 @@ class _Stats:
         self.meter_written: Counter = Counter()
         self.mode_written: Counter = Counter()
         self.file_tunes: Counter = Counter()
+        self.bars_restored = self.tunes_bars_restored = 0
+        self.rekeyed: Counter = Counter()
 
     def seen(self, t: TuneRecord) -> None:
         self.read += 1
@@ -412,7 +440,12 @@ class _Stats:
         self.meter_written[t.meter or _NONE] += 1
         self.mode_written[t.mode or _NONE] += 1
 
-    def keep(self, tokens: tuple[str, ...]) -> None:
+    def keep(self, tokens: tuple[str, ...], t: TuneRecord | None = None) -> None:
+        if t is not None:
+            self.bars_restored += t.bars_restored
+            self.tunes_bars_restored += t.bars_restored > 0
+            if t.rekeyed is not None:
+                self.rekeyed[rekey_label(t.rekeyed)] += 1
         self.kept += 1
         self.tokens += len(tokens)
         self.meter_kept[tokens[0]] += 1
@@ -429,9 +462,9 @@ class _Stats:
         if len(self.duplicates) < self.max_examples:
             self.duplicates.append({**_example(t), "first": first})
 
-    def to_dict(self, hashes: dict[Path, str]) -> dict:
+    def to_dict(self, hashes: dict[Path, str], repair: bool = False) -> dict:
         s = self.source
-        return {
+        out = {
             "source": s.spec,
             "kind": s.kind,
             "read": self.read,
@@ -452,7 +485,26 @@ class _Stats:
                 {"path": name, "sha256": hashes[path], "tunes": self.file_tunes.get(name, 0)}
                 for path, name in zip(s.files, s.names)
             ],
+            "licence": source_licence(s),
         }
+        if repair:
+            out["repair"] = {
+                "tunes_with_bars_restored": self.tunes_bars_restored,
+                "bars_restored": self.bars_restored,
+                "rekeyed": sum(self.rekeyed.values()),
+                "rekeyed_by_key": dict(_sorted_counts(self.rekeyed)),
+            }
+        return out
+
+
+def rekey_label(rekeyed: tuple[str, str, int]) -> str:
+    """How the report names a re-keying: the key tokens and the final note (in C).
+
+    >>> rekey_label(("K:Cmaj", "K:Cmin", 9))
+    'K:Cmaj -> K:Cmin, final A'
+    """
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    return f"{rekeyed[0]} -> {rekeyed[1]}, final {names[rekeyed[2] % 12]}"
 
 
 def _pct(part: int, whole: int) -> float:
@@ -485,6 +537,118 @@ def _provenance() -> dict:
     return {"folkrnn": __version__, "music21": m21, "python": platform.python_version()}
 
 
+# -- licences ------------------------------------------------------------------------------
+
+_LICENCE_NAMES = ("license.txt", "licence.txt", "LICENSE", "LICENCE", "COPYING", "README")
+
+
+def _licence_file(folder: Path) -> Path | None:
+    for name in _LICENCE_NAMES:
+        p = folder / name
+        if p.is_file():
+            return p
+    return None
+
+
+def source_licence(source: Source) -> dict:
+    """What is known of a source's licence, from the files that come with it.
+
+    For a music21 collection: the licence file of the collection's folder, if music21
+    ships one, and music21's corpus-wide ``corpus/license.txt``, both quoted in full with
+    their paths (relative to music21's corpus folder) and sha256. For other sources
+    folkrnn knows nothing: it says so, and quotes a licence file found next to the
+    source (a ``license.txt``, ``LICENSE``, ``COPYING`` or ``README``), if any.
+    """
+    if source.kind == "music21":
+        from music21 import common
+
+        root = Path(common.getCorpusFilePath())
+        folders = sorted({(root / n).parent for n in source.names})
+        files = []
+        for folder in folders:
+            f = _licence_file(folder)
+            if f is not None:
+                files.append(f)
+        own = bool(files)
+        corpus_wide = _licence_file(root)
+        if corpus_wide is not None:
+            files.append(corpus_wide)
+        note = ("music21 ships a licence file with this collection; the corpus-wide terms apply too"
+                if own else "music21 ships no licence file with this collection; only the corpus-wide terms apply")
+        return {"note": note, "files": [_quote(f, root) for f in files], "credits": _credits(source.files)}
+    here = source.files[0].parent if source.kind != "folder" else Path(source.spec)
+    f = _licence_file(here)
+    out: dict = {"note": "folkrnn does not know this source's licence; check it before using or sharing the data",
+                 "files": [_quote(f, None)] if f is not None else []}
+    if source.kind in ("abc", "folder"):
+        out["credits"] = _credits(source.files)
+    if source.kind == "data_v2":
+        # A corpus built by `folkrnn corpus` has its report next to it (NAME.report.json):
+        # the licences of the sources it came from are there.
+        rep = source.files[0].with_suffix(".report.json")
+        if rep.is_file():
+            try:
+                data = json.loads(rep.read_text("utf-8"))
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict) and data.get("format") == REPORT_FORMAT:
+                out["note"] = f"a corpus built by folkrnn corpus from {', '.join(map(str, data.get('sources', [])))}; see its report"
+                out["built_from"] = {
+                    "report": str(rep),
+                    "sha256": _sha256(rep),
+                    "sources": data.get("sources"),
+                    "licences": _built_from_licences(data),
+                }
+    return out
+
+
+def _built_from_licences(report: dict) -> dict:
+    """The licences of the sources a corpus report names: as recorded there, else (for
+    an older report) read now from music21 for the sources that are music21 collections."""
+    out = {}
+    for s in report.get("per_source", []):
+        name = s.get("source")
+        if "licence" in s:
+            out[name] = s["licence"]
+        elif s.get("kind") == "music21" and isinstance(name, str):
+            try:
+                src = resolve_source(name if name.startswith(_MUSIC21_PREFIX) else _MUSIC21_PREFIX + name)
+            except FolkRNNError:
+                continue
+            out[name] = {**source_licence(src), "recorded": "read from the installed music21 when this report was made"}
+    return out
+
+
+_CREDIT = re.compile(r"^[ \t]*Z:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+
+
+def _credits(files: Sequence[Path], top: int = 10) -> dict[str, int]:
+    """The transcriber credits (`Z:` fields) of ABC files, most common first."""
+    c: Counter = Counter()
+    for path in files:
+        try:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError as e:
+            raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
+        c.update(v.strip('"') for v in _CREDIT.findall(text) if v.strip('"'))
+    return dict(_sorted_counts(c)[:top])
+
+
+def _quote(path: Path, root: Path | None) -> dict:
+    try:
+        text = path.read_text("utf-8", errors="replace")
+    except OSError as e:
+        raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
+    name = path.relative_to(root).as_posix() if root is not None else str(path)
+    return {"path": name, "sha256": _sha256(path), "text": text}
+
+
+def _repair_config_dict(config: RepairConfig) -> dict:
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
 # -- building ------------------------------------------------------------------------------
 
 
@@ -495,11 +659,11 @@ def _progress(total: int | None, desc: str, unit: str, enabled: bool | None):
     return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=(None if enabled is None else not enabled))
 
 
-def _iter_source(source: Source, progress: bool | None) -> Iterator[TuneRecord]:
+def _iter_source(source: Source, progress: bool | None, repair=None) -> Iterator[TuneRecord]:
     if source.kind in ("music21", "abc", "folder"):
         one = len(source.files) == 1
         with _progress(None if one else len(source.files), source.spec, "tune" if one else "file", progress) as bar:
-            yield from _read_abc_files(source, bar)
+            yield from _read_abc_files(source, bar, repair)
     elif source.kind in ("thesession-json", "thesession-csv"):
         rows = _session_rows(source.files[0], source.kind)
         with _progress(len(rows), source.spec, "tune", progress) as bar:
@@ -515,8 +679,13 @@ def build_corpus(
     vocab: Vocabulary | None = None,
     max_examples: int = 5,
     progress: bool | None = None,
+    repair: RepairConfig | None = None,
 ) -> CorpusResult:
     """Read `sources` (default `DEFAULT_SOURCES`) into one deduplicated v2 corpus.
+
+    `repair`: read ABC sources (files, folders, music21 collections) with the repairs
+    of `folkrnn.repair` (bar lines restored at line breaks, the mode read from the
+    notes, and rejection of what stays wrong); None reads them as written.
 
     Every source is resolved before any is read, so a typo fails fast. Kept tunes are
     validated against `vocab` (default: the v2 vocabulary) whatever their source.
@@ -538,7 +707,7 @@ def build_corpus(
     for source in resolved:
         stats = _Stats(source, max_examples)
         all_stats.append(stats)
-        for t in _iter_source(source, progress):
+        for t in _iter_source(source, progress, repair):
             stats.seen(t)
             if t.tokens is None:
                 reason = t.reason or "unexplained"
@@ -556,10 +725,10 @@ def build_corpus(
                 continue
             first_seen[t.tokens] = {"source": source.spec, **_example(t)}
             tunes.append(t.tokens)
-            stats.keep(t.tokens)
+            stats.keep(t.tokens, t)
         log.info("%s: read %d, kept %d", source.spec, stats.read, stats.kept)
 
-    per_source = [s.to_dict(hashes) for s in all_stats]
+    per_source = [s.to_dict(hashes, repair is not None) for s in all_stats]
     rejected: Counter = Counter()
     for s in all_stats:
         rejected.update(s.reject_count)
@@ -581,6 +750,17 @@ def build_corpus(
         },
         "per_source": per_source,
     }
+    if repair is not None:
+        rekeyed: Counter = Counter()
+        for s in all_stats:
+            rekeyed.update(s.rekeyed)
+        report["repair"] = {
+            "config": _repair_config_dict(repair),
+            "tunes_with_bars_restored": sum(s.tunes_bars_restored for s in all_stats),
+            "bars_restored": sum(s.bars_restored for s in all_stats),
+            "rekeyed": sum(rekeyed.values()),
+            "rekeyed_by_key": dict(_sorted_counts(rekeyed)),
+        }
     return CorpusResult(tunes, report)
 
 
