@@ -4,9 +4,9 @@ One set of weights, two ways to run it:
 
 * the fast path (`forward`, `step`): PyTorch's fused LSTM kernel, fed the single bias
   per gate as `bias_ih` and a zero `bias_hh`, so the arithmetic is exactly SPEC §2;
-* the explicit cell (`run_explicit`): the equations written out step by step, with every
-  gate, cell and hidden state passing through a named hook point
-  (`layers.{l}.hook_{i,f,g,o,c,h}`) that can be read or overwritten, for analysis.
+* the hooked step (`run_explicit`, `run_with_cache`, hooked sampling): the equations
+  written out once, in `folkrnn.hooks.hooked_step`, every value passing through a named
+  hook point (`model.hook_names()`) that can be read or replaced, for analysis.
 
 Parameters, per layer l: `layers.l.weight_ih` (4H x n_in), `layers.l.weight_hh` (4H x H),
 `layers.l.bias` (4H), gates stacked in the order input, forget, cell (candidate),
@@ -22,7 +22,8 @@ stores it. Then `out.weight` (V x H), `out.bias` (V). With V=137, H=512, L=3 the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -30,12 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from folkrnn.errors import FolkRNNError
+from folkrnn.hooks import GATES, LAYER_POINTS, ActivationCache, HookPoint, run_hooked, run_with_cache, scoped_hooks
 
-GATES = ("i", "f", "g", "o")  # input, forget, candidate cell, output: the stacking order
-HOOK_NAMES = ("i", "f", "g", "o", "c", "h")
+__all__ = ["GATES", "FolkRNN", "ModelConfig", "State", "sequence_nll"]
 
 State = tuple[Tensor, Tensor]  # (h, c), each (num_layers, batch, hidden)
-Intervention = Callable[[str, int, Tensor], Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def config_from_dict(cls, d: dict, what: str):
 
 
 class LSTMLayer(nn.Module):
-    """Weights of one single-bias LSTM layer (no computation here)."""
+    """Weights of one single-bias LSTM layer and its hook points (no computation here)."""
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -80,6 +80,8 @@ class LSTMLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(4 * h))
         self.c0 = nn.Parameter(torch.zeros(h))
         self.h0 = nn.Parameter(torch.zeros(h))
+        for p in LAYER_POINTS:  # hook_i_pre ... hook_h, in the order of the step
+            self.add_module(f"hook_{p}", HookPoint())
 
     def gate(self, name: str, which: str) -> Tensor:
         """One gate's slice: `which` in 'ih', 'hh', 'bias'."""
@@ -89,28 +91,21 @@ class LSTMLayer(nn.Module):
         return t[k * h : (k + 1) * h]
 
 
-class _ClipGrad(torch.autograd.Function):
-    """Identity forward; clamps the gradient elementwise (Lasagne's `grad_clipping`)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, bound: float) -> Tensor:  # type: ignore[override]
-        ctx.bound = bound
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
-        return g.clamp(-ctx.bound, ctx.bound), None
-
-
 class FolkRNN(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config or ModelConfig()
         c = self.config
+        self.input = HookPoint()
         self.layers = nn.ModuleList(
             LSTMLayer(c.vocab_size if l == 0 else c.hidden_size, c.hidden_size) for l in range(c.num_layers)
         )
         self.out = nn.Linear(c.hidden_size, c.vocab_size)
+        self.hook_logits = HookPoint()
+        self.hook_probs = HookPoint()
+        self._hook_points = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
+        for name, m in self._hook_points.items():
+            m.name = name
         # The fused kernel wants two biases per gate; the second is always zero.
         self.register_buffer("_zero_bias", torch.zeros(4 * c.hidden_size), persistent=False)
         self.reset_parameters()
@@ -189,66 +184,38 @@ class FolkRNN(nn.Module):
         y, state = self.hidden(ids.unsqueeze(1), state)
         return self.out(y[:, 0]), state
 
-    # -- explicit cell ----------------------------------------------------------------
-    def run_explicit(
-        self,
-        ids: Tensor,
-        state: State | None = None,
-        intervene: Intervention | None = None,
-        cache: dict[str, Tensor] | None = None,
-        grad_clip: float | None = None,
-    ) -> tuple[Tensor, State]:
-        """The SPEC §2 equations, one time step at a time, exposing every gate.
+    # -- hooked step -------------------------------------------------------------------
+    def hook_names(self) -> tuple[str, ...]:
+        """Every hook point in a stable order: `input`, then per layer (0-based in the
+        name, layer 1 first) `layers.{l}.hook_{i,f,g,o}_pre`, `hook_{i,f,g,o}`, `hook_c`,
+        `hook_tanh_c`, `hook_h`, then `hook_logits`, `hook_probs` (see `folkrnn.hooks`)."""
+        return tuple(self._hook_points)
 
-        ids: (batch, time) -> logits (batch, time, vocab), final state.
-        At each step the hook point `layers.{l}.hook_{x}` (x in i f g o c h) calls
-        `intervene(name, t, value)` (value (batch, hidden); return a tensor to replace
-        it, or None) and, with `cache`, stores the (batch, time, hidden) series.
+    def hook_points(self) -> dict[str, HookPoint]:
+        return dict(self._hook_points)
+
+    def hooks(self, pairs: Iterable[tuple]) -> AbstractContextManager[FolkRNN]:
+        """`with model.hooks([(name or predicate, fn), ...]):` hooks active in the block only.
+
+        `fn(value, ctx)` gets the batch's value at one step and a `HookContext`
+        (step, per row tune and position); a returned tensor replaces the value."""
+        return scoped_hooks(self, pairs)
+
+    def run_explicit(self, ids: Tensor, state: State | None = None, grad_clip: float | None = None,
+                     tunes: Tensor | None = None, lengths: Tensor | None = None) -> tuple[Tensor, State]:
+        """The SPEC §2 equations one step at a time (`folkrnn.hooks.hooked_step`), every
+        value through its hook point: ids (batch, time) -> logits (batch, time, vocab), final state.
+
         `grad_clip` clamps the gradient of the gate pre-activations as Lasagne's
-        `grad_clipping` did."""
-        B, T = ids.shape
-        c = self.config
-        if state is None:
-            state = self.initial_state(B)
-        hs = list(state[0].unbind(0))
-        cs = list(state[1].unbind(0))
-        u_all = self.one_hot(ids)
-        drop = self.training and c.dropout > 0
-        series: dict[str, list[Tensor]] = {}
-        tops: list[Tensor] = []
-        # Input projections do not depend on the recurrence: compute them per layer lazily.
-        for t in range(T):
-            u = u_all[:, t]
-            for l, layer in enumerate(self.layers):
-                pre = u @ layer.weight_ih.T + hs[l] @ layer.weight_hh.T + layer.bias
-                if grad_clip is not None:
-                    pre = _ClipGrad.apply(pre, grad_clip)
-                a_i, a_f, a_g, a_o = pre.chunk(4, dim=-1)
-                vals = {"i": torch.sigmoid(a_i), "f": torch.sigmoid(a_f), "g": torch.tanh(a_g), "o": torch.sigmoid(a_o)}
-                for name in GATES:
-                    vals[name] = self._hook(l, name, t, vals[name], intervene, series)
-                cell = vals["f"] * cs[l] + vals["i"] * vals["g"]
-                cell = self._hook(l, "c", t, cell, intervene, series)
-                hid = vals["o"] * torch.tanh(cell)
-                hid = self._hook(l, "h", t, hid, intervene, series)
-                hs[l], cs[l] = hid, cell
-                u = F.dropout(hid, c.dropout, True) if drop else hid
-            tops.append(u)
-        if cache is not None:
-            for k, v in series.items():
-                cache[k] = torch.stack(v, dim=1)
-        logits = self.out(torch.stack(tops, dim=1)) if tops else self.out.weight.new_zeros(B, 0, c.vocab_size)
-        return logits, (torch.stack(hs), torch.stack(cs))
+        `grad_clipping` did (the trainer's `--clip-mode lasagne`). `tunes`, `lengths`
+        (batch,): the tune index hooks see per row, and where padding starts."""
+        logits, state = run_hooked(self, ids, state, tunes=tunes, lengths=lengths, grad_clip=grad_clip)
+        assert logits is not None
+        return logits, state
 
-    @staticmethod
-    def _hook(l, name, t, value, intervene, series):
-        key = f"layers.{l}.hook_{name}"
-        if intervene is not None:
-            new = intervene(key, t, value)
-            if new is not None:
-                value = new
-        series.setdefault(key, []).append(value)
-        return value
+    def run_with_cache(self, ids, names=None, dtype: torch.dtype = torch.float16, **kw) -> ActivationCache:
+        """Teacher-forced run keeping the named activations: see `folkrnn.hooks.run_with_cache`."""
+        return run_with_cache(self, ids, names, dtype, **kw)
 
 
 def sequence_nll(logits: Tensor, targets: Tensor) -> Tensor:
