@@ -48,3 +48,23 @@ def requires(*programs: str):
             return wrapper
         return decorate
     return pytest.mark.skipif(bool(gone), reason=reason)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A 2-layer, 16-unit model on the v2 vocabulary with random initial states and peaky
+    outputs (a sharper test of equivalences); tunes run to the length cap or stop
+    at random, `</s>` is not favoured. Built fresh per test module (tests may not change it)."""
+    import torch
+
+    from folkrnn.model import FolkRNN, ModelConfig
+
+    g = torch.Generator().manual_seed(0)
+    m = FolkRNN(ModelConfig(hidden_size=16, num_layers=2))
+    m.reset_parameters(generator=g)
+    with torch.no_grad():
+        m.out.weight.mul_(3.0)
+        for layer in m.layers:
+            layer.c0.normal_(0, 0.5, generator=g)
+            layer.h0.uniform_(-0.5, 0.5, generator=g)
+    return m.eval()

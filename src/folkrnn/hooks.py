@@ -264,10 +264,11 @@ def hooked_step(model: nn.Module, ids: Tensor, state: tuple[Tensor, Tensor], ctx
     if hp_logits.fns:
         logits = hp_logits.run(logits, ctx)
     if hp_probs.fns:
-        probs = torch.softmax(logits.float(), -1)
+        z = logits.float()
+        probs = torch.softmax(z, -1)
         new = hp_probs.run(probs, ctx)
-        if new is not probs:  # a replaced distribution: hand on its log, which softmax maps back to it
-            logits = torch.log(new).to(logits.dtype)
+        if new is not probs:  # a replaced distribution goes on as logits: log p + logsumexp(z) is z when p is unchanged
+            logits = (torch.log(new) + torch.logsumexp(z, -1, keepdim=True)).to(logits.dtype)
     return logits, new_state
 
 
