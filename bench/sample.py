@@ -115,7 +115,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     vocab = Vocabulary.v2()
     if args.model:
-        from folkrnn.checkpoint import load_model
+        from folkrnn.load import load_model
 
         ck = load_model(args.model)
         model, vocab = ck.model, ck.vocab

@@ -9,12 +9,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import folkrnn.checkpoint as ck
-from folkrnn.checkpoint import (
-    NO_DEFAULT, load_checkpoint, load_model, parameter_table, read_metadata, save_checkpoint,
-)
+import folkrnn.load as ld
+from folkrnn.checkpoint import FORMAT_VERSION, load_checkpoint, parameter_table, read_metadata, save_checkpoint
 from folkrnn.cli import main
 from folkrnn.errors import FolkRNNError
+from folkrnn.load import NO_DEFAULT, load_model
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.vocab import Vocabulary
 
@@ -40,7 +39,7 @@ def test_round_trip_fp32_and_fp16(tiny, tmp_path):
     for k, v in m.state_dict().items():
         assert torch.equal(ck2.model.state_dict()[k], v)
     assert ck2.vocab == V2 and ck2.metadata["training"]["epoch"] == 3
-    assert ck2.metadata["format_version"] == ck.FORMAT_VERSION
+    assert ck2.metadata["format_version"] == FORMAT_VERSION
     half = tmp_path / "half.safetensors"
     save_checkpoint(half, m, V2, dtype=torch.float16)
     assert half.stat().st_size < p.stat().st_size * 0.6
@@ -94,18 +93,18 @@ def test_model_spec_resolution(tiny, tmp_path, monkeypatch):
         load_model(tmp_path / "nope.safetensors")
     with pytest.raises(FolkRNNError, match="is a directory"):
         load_model(tmp_path)
-    monkeypatch.setattr(ck, "default_model_path", lambda: None)
+    monkeypatch.setattr(ld, "default_model_path", lambda: None)
     with pytest.raises(FolkRNNError) as e:
         load_model("default")
     assert str(e.value) == NO_DEFAULT
     assert main(["info"]) == 2  # -m default is the default
-    monkeypatch.setattr(ck, "default_model_path", lambda: p)
+    monkeypatch.setattr(ld, "default_model_path", lambda: p)
     assert load_model("default").model.config.hidden_size == 16
     assert load_model().model.config.hidden_size == 16
 
 
 def test_shipped_default_is_a_trained_v2_model():
-    assert ck.default_model_path() is not None, "the package ships folkrnn_v2_default.safetensors"
+    assert ld.default_model_path() is not None, "the package ships folkrnn_v2_default.safetensors"
     ckpt = load_model("default")
     assert ckpt.vocab == Vocabulary.v2()
     assert ckpt.model.num_parameters() == 5_599_881
@@ -142,3 +141,9 @@ def test_info_full_v2_count(tmp_path, capsys):
     assert main(["info", "-m", str(p), "--no-gates"]) == 0
     out = capsys.readouterr().out
     assert "parameters 5,599,881 (plus 3,072" in out
+
+
+def test_old_import_paths_of_the_loader_still_work():
+    from folkrnn.checkpoint import load_model as old
+
+    assert old is load_model

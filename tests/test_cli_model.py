@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from folkrnn.abc import tune_to_tokens
-from folkrnn.checkpoint import load_model, save_checkpoint
+from folkrnn.checkpoint import save_checkpoint
+from folkrnn.load import load_model
 from folkrnn.cli import main
 from folkrnn.datafile import read_tunes
 from folkrnn.model import FolkRNN, ModelConfig

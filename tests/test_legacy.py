@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from folkrnn.checkpoint import load_checkpoint, load_model
+from folkrnn.checkpoint import load_checkpoint
+from folkrnn.load import load_model
 from folkrnn.cli import main
 from folkrnn.errors import FolkRNNError
 from folkrnn.legacy import load_lasagne_pickle, safe_load, to_lasagne_params

@@ -4,9 +4,9 @@ The metadata (in the safetensors header, key `folkrnn`) carries the format versi
 the model config, the vocabulary, and whatever history/provenance the writer adds
 (`training` from the trainer, `source` from the Lasagne importer).
 
-`load_model(spec)` is what `-m MODEL` means everywhere: a `.safetensors` checkpoint,
-a folk-rnn Lasagne `.pkl` (see `folkrnn.legacy`), or `default`, the model shipped in
-the package. `parameter_table` describes every weight matrix for `folkrnn info`.
+`parameter_table` describes every weight matrix for `folkrnn info`. What `-m MODEL`
+means (this format, a Lasagne pickle or the shipped default) is `folkrnn.load`, above
+this module and `folkrnn.legacy`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from folkrnn.errors import FolkRNNError
-from folkrnn.model import FolkRNN, ModelConfig
+from folkrnn.model import GATES, FolkRNN, ModelConfig
 from folkrnn.vocab import Vocabulary
 
 FORMAT = "folkrnn-checkpoint"
@@ -134,69 +134,6 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-# -- `-m MODEL` ------------------------------------------------------------------------
-DEFAULT_NAME = "default"
-DEFAULT_FILE = "folkrnn_v2_default.safetensors"
-NO_DEFAULT = "no default model is shipped yet; train one with `folkrnn train` or pass -m FILE"
-
-
-def default_model_path() -> Path | None:
-    """The model shipped in the package (`folkrnn/data/folkrnn_v2_default.safetensors`), if any."""
-    from importlib import resources
-
-    ref = resources.files("folkrnn.data").joinpath(DEFAULT_FILE)
-    try:
-        # A wheel installed as files (the normal case) gives a real path.
-        path = Path(str(ref))
-    except TypeError:
-        return None
-    return path if path.is_file() else None
-
-
-def resolve_model_path(spec: str | Path) -> Path:
-    """`default` or a file name -> an existing file (FolkRNNError otherwise)."""
-    if str(spec) == DEFAULT_NAME:
-        path = default_model_path()
-        if path is None:
-            raise FolkRNNError(NO_DEFAULT)
-        return path
-    path = Path(spec)
-    if not path.exists():
-        raise FolkRNNError(f"{path}: no such model file (pass a .safetensors checkpoint, a folk-rnn .pkl, or `default`)")
-    if path.is_dir():
-        raise FolkRNNError(f"{path}: is a directory, not a model file")
-    return path
-
-
-def is_pickle(path: Path) -> bool:
-    """A Lasagne pickle by name, or by its first byte (the PROTO opcode, 0x80)."""
-    if path.suffix.lower() in (".pkl", ".pickle"):
-        return True
-    if path.suffix.lower() == ".safetensors":
-        return False
-    try:
-        with open(path, "rb") as f:
-            return f.read(1) == b"\x80"
-    except OSError:
-        return False
-
-
-def load_model(spec: str | Path = DEFAULT_NAME, device: str | torch.device = "cpu") -> Checkpoint:
-    """What `-m MODEL` names: `default`, a `.safetensors` checkpoint or a folk-rnn `.pkl`.
-
-    The model comes back in eval mode on `device`."""
-    path = resolve_model_path(spec)
-    if is_pickle(path):
-        from folkrnn.legacy import load_lasagne_pickle
-
-        ckpt = load_lasagne_pickle(path)
-        ckpt.model.to(device).eval()
-        return ckpt
-    ckpt = load_checkpoint(path, device)
-    ckpt.metadata.setdefault("file", str(path))
-    return ckpt
-
-
 # -- description (`folkrnn info`) -----------------------------------------------------
 @dataclass(frozen=True)
 class MatrixInfo:
@@ -214,8 +151,6 @@ def parameter_table(model: FolkRNN, per_gate: bool = True) -> list[MatrixInfo]:
 
     Gate rows are named `layers.l.weight_ih[i]` etc. (i input, f forget, g cell, o
     output) and are not counted again in totals (their `count` is informative)."""
-    from folkrnn.model import GATES
-
     rows: list[MatrixInfo] = []
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -226,3 +161,16 @@ def parameter_table(model: FolkRNN, per_gate: bool = True) -> list[MatrixInfo]:
                 for k, chunk in enumerate(t.chunk(4, dim=0)):
                     rows.append(MatrixInfo(f"{name}[{GATES[k]}]", tuple(chunk.shape), chunk.numel(), float(chunk.norm()), not initial))
     return rows
+
+
+_MOVED_TO_LOAD = ("DEFAULT_NAME", "DEFAULT_FILE", "NO_DEFAULT", "default_model_path", "resolve_model_path", "is_pickle", "load_model")
+
+
+def __getattr__(name: str):
+    """Old import paths (`from folkrnn.checkpoint import load_model`) keep working; the
+    names live in `folkrnn.load` (imported on first use, so no import cycle)."""
+    if name in _MOVED_TO_LOAD:
+        import folkrnn.load
+
+        return getattr(folkrnn.load, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

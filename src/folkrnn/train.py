@@ -193,7 +193,7 @@ def resolve_precision(precision: str, device: str) -> str:
 
 def init_model_size(spec: str) -> tuple[int, int]:
     """(hidden size, layers) of the model `--init` names."""
-    from folkrnn.checkpoint import load_model
+    from folkrnn.load import load_model
 
     c = load_model(spec).model.config
     return c.hidden_size, c.num_layers
@@ -343,7 +343,7 @@ class Trainer:
             self.init_info = state["meta"].get("init")
             self.vocab = data_vocabulary(Vocabulary(state["meta"]["vocabulary"]), tunes, "the vocabulary of the run being resumed")
         elif cfg.init:
-            from folkrnn.checkpoint import load_model, resolve_model_path
+            from folkrnn.load import load_model, resolve_model_path
 
             init = load_model(cfg.init)
             ic = init.model.config

@@ -63,13 +63,6 @@ class Vocabulary:
         return cls(sorted(seen))
 
     @classmethod
-    def from_token_file(cls, path: str | Path) -> Vocabulary:
-        """The vocabulary of a data_v2 token file (see `folkrnn.datafile`)."""
-        from folkrnn.datafile import read_tunes
-
-        return cls.from_tunes(read_tunes(path, vocab=None))
-
-    @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
         """Read a vocabulary saved as a JSON list of tokens."""
         try:

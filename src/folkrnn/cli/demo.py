@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from folkrnn.abc import parse_key, tokens_to_abc
-    from folkrnn.checkpoint import load_model
+    from folkrnn.load import load_model
     from folkrnn.datafile import write_tunes
     from folkrnn.errors import FolkRNNError
     from folkrnn.evaluate import evaluate_tunes, format_table

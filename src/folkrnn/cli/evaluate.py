@@ -138,7 +138,7 @@ def _ngram(args: argparse.Namespace) -> int:
         print(f"{k:>5}  {s.nats_per_token:>10.4f}  {s.bits_per_token:>10.4f}  {s.perplexity:>10.3f}{mark}", file=out)
     network = None
     if args.model:
-        from folkrnn.checkpoint import load_model
+        from folkrnn.load import load_model
         from folkrnn.ngram import Score
         from folkrnn.sample import score_tunes
 

@@ -137,7 +137,7 @@ def _model_name(spec: str, ckpt) -> str:
 
 
 def _load(spec: str):
-    from folkrnn.checkpoint import load_model
+    from folkrnn.load import load_model
 
     return load_model(spec)
 
