@@ -209,3 +209,21 @@ def test_beam_search_and_scoring_accept_hooks(tiny_model):
     abl = list(score_tunes(tiny_model, V2, tunes, batch_size=2, hooks=[(hook_name("h", 2), ablate)]))
     assert abl[0].logprobs == ident[0].logprobs and abl[2].logprobs == ident[2].logprobs
     assert abl[1].logprobs[:2] == ident[1].logprobs[:2] and abl[1].logprobs[2] != ident[1].logprobs[2]
+
+
+def test_a_recorder_keeps_sampled_activations_aligned_to_the_tunes(tiny_model):
+    from folkrnn.hooks import Recorder
+
+    rec = Recorder(dtype=torch.float32)
+    tunes = list(sample(tiny_model, V2, SampleConfig(num_tunes=5, seed=2, max_length=40, batch_size=2),
+                        hooks=rec.hooks([hook_name("h", 2), "hook_logits"])))
+    cache = rec.cache()
+    assert cache.names == ("layers.1.hook_h", "hook_logits")
+    assert len(cache) == sum(t.length for t in tunes)
+    for t in tunes:
+        rows = cache.tune_rows(t.index)
+        ids = [V2.bos] + V2.encode(t.tokens)
+        assert cache.token[rows].tolist() == ids[: t.length]
+        assert cache.position[rows].tolist() == list(range(t.length))
+        ref = tiny_model.run_with_cache([torch.tensor(ids[: t.length])], names="layers.1.hook_h", dtype=torch.float32)
+        assert (ref["layers.1.hook_h"] - cache["layers.1.hook_h"][rows]).abs().max() <= 1e-5

@@ -58,14 +58,16 @@ HookKey = "str | Callable[[str], bool]"
 
 @dataclass(frozen=True)
 class HookContext:
-    """Where a hook is called. `tune`, `position`: (batch,) int64, per row of the value;
-    `valid`: (batch,) bool, False on padding rows of a teacher-forced batch (None: all valid)."""
+    """Where a hook is called. `tune`, `position`, `token` (the input token id): (batch,)
+    int64, per row of the value; `valid`: (batch,) bool, False on padding rows of a
+    teacher-forced batch (None: all valid)."""
 
     name: str
     step: int
     tune: Tensor
     position: Tensor
     valid: Tensor | None = None
+    token: Tensor | None = None
 
     def rows(self, tune: int | None = None, position: int | None = None) -> Tensor:
         """(batch,) bool: the rows holding `tune` at `position` (either may be None = any)."""
@@ -296,7 +298,7 @@ def run_hooked(model: nn.Module, ids: Tensor, state: tuple[Tensor, Tensor] | Non
     out: list[Tensor] = []
     for t in range(T):
         pos = torch.full((B,), t, dtype=torch.long, device=dev)
-        ctx = HookContext("", t, tunes, pos, None if lengths is None else t < lengths)
+        ctx = HookContext("", t, tunes, pos, None if lengths is None else t < lengths, ids[:, t])
         logits, state = hooked_step(model, ids[:, t], state, ctx, grad_clip, drop, want_logits)
         if logits is not None and want_logits:
             out.append(logits)
@@ -383,6 +385,47 @@ class ActivationCache:
         order = torch.argsort(tune * (int(self.position.max()) + 1 if len(self) else 1) + self.position[rows], stable=True)
         rows = rows[order]
         return ActivationCache({k: v[rows] for k, v in self.values.items()}, self.tune[rows], self.position[rows], self.token[rows], offsets)
+
+
+class Recorder:
+    """A hook that keeps what it sees, step by step, for sampling or beam search, where
+    `run_with_cache` does not apply: `rec = Recorder(dtype=torch.float16)`, then
+    `sample(..., hooks=rec.hooks(["layers.2.hook_h"]))`, then `rec.cache()`.
+
+    Only valid rows are kept, moved to the CPU in `dtype` as they come (the step's
+    tensors are not held); `cache()` orders the rows by tune, then position."""
+
+    def __init__(self, dtype: torch.dtype = torch.float16):
+        self.dtype = dtype
+        self.values: dict[str, list[Tensor]] = {}
+        self.rows: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
+
+    def hooks(self, names: Iterable) -> list[tuple]:
+        return [(n, self) for n in ([names] if isinstance(names, str) or callable(names) else names)]
+
+    def __call__(self, value: Tensor, ctx: HookContext) -> None:
+        v, tune, pos = value, ctx.tune, ctx.position
+        tok = ctx.token if ctx.token is not None else torch.full_like(tune, -1)
+        if ctx.valid is not None:
+            v, tune, pos, tok = v[ctx.valid], tune[ctx.valid], pos[ctx.valid], tok[ctx.valid]
+        self.values.setdefault(ctx.name, []).append(v.detach().to("cpu", self.dtype))
+        self.rows.setdefault(ctx.name, []).append((tune.cpu(), pos.cpu(), tok.cpu()))
+
+    def cache(self) -> ActivationCache:
+        if not self.values:
+            raise FolkRNNError("the recorder saw nothing: were its hooks active while the model ran?")
+        first = next(iter(self.rows))
+        tune, pos, tok = (torch.cat(parts) for parts in zip(*self.rows[first]))
+        for name, rows in self.rows.items():  # every point sees the same rows at each step
+            if not torch.equal(torch.cat([r[0] for r in rows]), tune) or not torch.equal(torch.cat([r[1] for r in rows]), pos):
+                raise FolkRNNError(f"{name} was recorded on other rows than {first}: record points of one run only")
+        span = int(pos.max()) + 1 if len(pos) else 1
+        order = torch.argsort(tune * span + pos, stable=True)
+        n_tunes = int(tune.max()) + 1 if len(tune) else 0
+        offsets = torch.zeros(n_tunes + 1, dtype=torch.long)
+        offsets[1:] = torch.bincount(tune, minlength=n_tunes).cumsum(0)
+        values = {n: torch.cat(v)[order] for n, v in self.values.items()}
+        return ActivationCache(values, tune[order], pos[order], tok[order], offsets)
 
 
 def _as_sequences(ids, lengths) -> list[Tensor]:
@@ -473,7 +516,7 @@ def run_with_cache(model: nn.Module, ids, names: Iterable | None = None, dtype: 
                     batch_rows["ok"] = None if all_valid else valid.to(mdev)
                     batch_rows["rows"] = (starts + t) if all_valid else (starts + t)[valid]
                     pos = torch.full((len(members),), t, dtype=torch.long, device=mdev)
-                    ctx = HookContext("", t, tunes_d, pos, None if all_valid else lens_d > t)
+                    ctx = HookContext("", t, tunes_d, pos, None if all_valid else lens_d > t, x[:, t])
                     _, state = hooked_step(model, x[:, t], state, ctx, want_logits=False)
     finally:
         model.train(was_training)

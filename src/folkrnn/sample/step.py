@@ -150,8 +150,9 @@ class HookedStepper:
         dev = self.device
         tune = torch.arange(B, device=dev) if tune is None else tune.to(dev, copy=True)  # a copy: callers advance theirs in place
         position = torch.full((B,), self.steps, device=dev) if position is None else position.to(dev, copy=True)
-        ctx = HookContext("", self.steps, tune, position)
+        ids = ids.to(dev, copy=True)
+        ctx = HookContext("", self.steps, tune, position, None, ids)
         self.steps += 1
-        logits, state = hooked_step(self.model, ids.to(dev), state, ctx)
+        logits, state = hooked_step(self.model, ids, state, ctx)
         assert logits is not None
         return logits.float().cpu(), state
