@@ -19,6 +19,11 @@ LSTM kernel (`FolkRNN.step`, oneDNN on and off), our `Stepper` in float32, bfloa
 (AMX) and dynamic int8, and prints how far the bf16 and int8 next-token
 distributions drift from float32 over 100 steps (max |dp|, mean KL).
 On a busy machine use --threads 1 (two threads wait for a core, up to 10x slower).
+
+--hooks prints, side by side, the fast path (`Stepper`), the hooked step with no hook,
+with one ablation hook (unit 12 of layer 3's h set to 0 in every row at every step),
+and with a `Recorder` keeping layer 3's h in float16: tunes/s at --hook-batch (256)
+and ms/token at batch 1 (target: one hook >= 0.5x the fast path at batch 256).
 """
 
 from __future__ import annotations
@@ -110,6 +115,9 @@ def main() -> int:
     ap.add_argument("--numpy-tunes", type=int, default=3, help="tunes for the numpy run")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--variants", action="store_true", help="also time the network step variants (see above)")
+    ap.add_argument("--hooks", action="store_true", help="only the hooked-sampling table (see above)")
+    ap.add_argument("--hook-batch", type=int, default=256)
+    ap.add_argument("--hook-tunes", type=int, default=256, help="tunes for each batched run of --hooks")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +135,8 @@ def main() -> int:
             model.out.bias[vocab.eos] = -1e4  # every tune runs to the cap: a fixed token budget
         what = f"random v2-size model, {args.length} tokens a tune"
     print(f"folkrnn sampler benchmark: {what}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.hooks:
+        return hooks_table(model, vocab, args)
 
     rows = []
     t = time.perf_counter()
@@ -176,6 +186,42 @@ def main() -> int:
         for name, s, _ in variants[3:]:
             md, kl = drift(Stepper(model), s, vocab)
             print(f"  {name} vs fp32 over 100 steps: max |dp| {md:.4f}, mean KL {kl:.5f} nats")
+    return 0
+
+
+def hooks_table(model, vocab, args) -> int:
+    """Fast path against the hooked step without hooks, with an ablation, with a float16 recorder."""
+    from folkrnn.hooks import Recorder, hook_name
+
+    top = len(model.layers)
+    h_top = hook_name("h", layer=top)
+
+    def ablate(value, ctx):
+        value[:, 12] = 0.0  # the whole batch at once, in place: one call per step
+        return value
+
+    def variants():
+        yield "fast (Stepper)", None
+        yield "hooked, no hook", []
+        yield "hooked, 1 ablation", [(h_top, ablate)]
+        yield f"hooked, record h{top} fp16", Recorder(torch.float16).hooks([h_top])
+
+    rows = []
+    for name, hooks in variants():
+        cells = []
+        for batch, n in ((args.hook_batch, args.hook_tunes), (1, args.single_tunes)):
+            cfg = SampleConfig(num_tunes=n, seed=4, batch_size=batch, max_length=args.length)
+            t = time.perf_counter()
+            tok = sum(tn.length for tn in sample(model, vocab, cfg, hooks=hooks))
+            sec = time.perf_counter() - t
+            cells.append((n / sec, 1000 * sec / tok))
+        rows.append((name, cells[0][0], cells[1][1]))
+    fast = rows[0][1]
+    print(f"{'sampler':<26} {f'tunes/s @{args.hook_batch}':>14} {'vs fast':>8} {'ms/token @1':>12}")
+    for name, tps, ms in rows:
+        print(f"{name:<26} {tps:>14.2f} {tps / fast:>7.2f}x {ms:>12.3f}")
+    ok = rows[2][1] >= 0.5 * fast
+    print(f"target: hooked with one hook >= 0.5x fast at batch {args.hook_batch}: {'met' if ok else 'NOT met'}")
     return 0
 
 

@@ -227,3 +227,19 @@ def test_a_recorder_keeps_sampled_activations_aligned_to_the_tunes(tiny_model):
         assert cache.position[rows].tolist() == list(range(t.length))
         ref = tiny_model.run_with_cache([torch.tensor(ids[: t.length])], names="layers.1.hook_h", dtype=torch.float32)
         assert (ref["layers.1.hook_h"] - cache["layers.1.hook_h"][rows]).abs().max() <= 1e-5
+
+
+def test_a_compact_cache_derives_what_it_does_not_store(tiny_model):
+    seqs = [_ids(1, n, seed=n)[0] for n in (30, 7, 18)]
+    full = tiny_model.run_with_cache(seqs, dtype=torch.float32)
+    compact = tiny_model.run_with_cache(seqs, dtype=torch.float32, compact=True)
+    assert compact.names == full.names == tiny_model.hook_names()
+    assert compact.nbytes < 0.45 * full.nbytes
+    for n in full.names:
+        assert (compact[n] - full[n]).abs().max() <= 1e-5, n
+    half = tiny_model.run_with_cache(seqs, dtype=torch.float16, compact=True)
+    assert (half["layers.1.hook_c"].float() - full["layers.1.hook_c"]).abs().max() <= 2e-2
+    assert (half.select(half.where(tune=1))["layers.0.hook_h"].float() - full["layers.0.hook_h"][full.tune_rows(1)]).abs().max() <= 1e-2
+    with pytest.raises(FolkRNNError, match="compact"):
+        with tiny_model.hooks([("hook_logits", lambda v, c: None)]):
+            tiny_model.run_with_cache(seqs, compact=True)

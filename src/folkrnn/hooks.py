@@ -320,35 +320,45 @@ class ActivationCache:
 
     Slicing: `cache["layers.2.hook_h"]`, `cache.get("h", layer=3, unit=12)`,
     `cache.gates(layer=1)` -> (N, 4, hidden), `cache.tune_rows(3)`, `cache.where(position=40)`,
-    `cache.select(mask)` -> a smaller cache. Layers count from 1 here."""
+    `cache.select(mask)` -> a smaller cache. Layers count from 1 here.
 
-    def __init__(self, values: dict[str, Tensor], tune: Tensor, position: Tensor, token: Tensor, offsets: Tensor):
+    A compact cache (`run_with_cache(..., compact=True)`) stores fewer numbers and
+    recomputes some points on each access (`derived`; see `run_with_cache`)."""
+
+    def __init__(self, values: dict[str, Tensor], tune: Tensor, position: Tensor, token: Tensor, offsets: Tensor,
+                 derived: dict[str, Callable[[], Tensor]] | None = None, order: Sequence[str] | None = None,
+                 stored: dict[str, Tensor] | None = None):
         self.values = values
+        self.derived = derived or {}
+        self._order = tuple(order) if order is not None else (*values, *self.derived)
+        self._stored = stored if stored is not None else values
         self.tune, self.position, self.token, self.offsets = tune, position, token, offsets
 
     def __repr__(self) -> str:
-        return f"ActivationCache({len(self.values)} hook points, {len(self)} tokens of {len(self.offsets) - 1} tunes, {self.nbytes / 2**20:.1f} MiB)"
+        return f"ActivationCache({len(self.names)} hook points, {len(self)} tokens of {len(self.offsets) - 1} tunes, {self.nbytes / 2**20:.1f} MiB)"
 
     def __len__(self) -> int:
         return int(self.tune.shape[0])
 
     def __contains__(self, name: str) -> bool:
-        return name in self.values
+        return name in self.values or name in self.derived
 
     def __getitem__(self, name: str) -> Tensor:
-        try:
+        if name in self.values:
             return self.values[name]
-        except KeyError:
-            raise FolkRNNError(f"the cache holds no {name!r}: it was run with {', '.join(self.values) or 'no names'}") from None
+        if name in self.derived:
+            return self.derived[name]()
+        raise FolkRNNError(f"the cache holds no {name!r}: it was run with {', '.join(self.names) or 'no names'}")
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(self.values)
+        return self._order
 
     @property
     def nbytes(self) -> int:
+        """Bytes held: the stored values and the row labels (derived points cost nothing until read)."""
         meta = sum(t.numel() * t.element_size() for t in (self.tune, self.position, self.token, self.offsets))
-        return meta + sum(v.numel() * v.element_size() for v in self.values.values())
+        return meta + sum(v.numel() * v.element_size() for v in self._stored.values())
 
     def get(self, point: str, layer: int | None = None, unit: int | Sequence[int] | None = None) -> Tensor:
         """(N, width), or (N,) / (N, len(unit)) for `unit`; `layer` counts from 1."""
@@ -384,7 +394,7 @@ class ActivationCache:
         offsets[1:] = torch.bincount(tune, minlength=len(self.offsets) - 1).cumsum(0)
         order = torch.argsort(tune * (int(self.position.max()) + 1 if len(self) else 1) + self.position[rows], stable=True)
         rows = rows[order]
-        return ActivationCache({k: v[rows] for k, v in self.values.items()}, self.tune[rows], self.position[rows], self.token[rows], offsets)
+        return ActivationCache({k: self[k][rows] for k in self.names}, self.tune[rows], self.position[rows], self.token[rows], offsets)
 
 
 class Recorder:
@@ -448,7 +458,7 @@ def _as_sequences(ids, lengths) -> list[Tensor]:
 @torch.inference_mode()
 def run_with_cache(model: nn.Module, ids, names: Iterable | None = None, dtype: torch.dtype = torch.float16,
                    lengths: Tensor | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
-                   ) -> ActivationCache:
+                   compact: bool = False) -> ActivationCache:
     """Teacher-force tunes through the hooked step, keeping only the named activations.
 
     ids: a (batch, time) int64 tensor (with `lengths` (batch,) when rows are padded) or a
@@ -457,7 +467,15 @@ def run_with_cache(model: nn.Module, ids, names: Iterable | None = None, dtype: 
     rest are never stored (tunes run `batch_size` at a time, sorted by length, and hooks
     see the padded rows with `ctx.valid` False). `names`: hook names or predicates (None:
     every hook point). Values are stored in `dtype` on `device`. Hooks added with
-    `model.hooks()` apply; the cache holds the values they pass downstream."""
+    `model.hooks()` apply; the cache holds the values they pass downstream.
+
+    `compact`: for a layer with more than four points asked for, store only its four
+    gate pre-activations and recompute the rest in float32 on each access (gates by
+    their nonlinearity, c by its recurrence from the layer's c0, tanh c, h); `input`
+    is the one-hot token; `hook_probs` the softmax of stored logits. All 36 points of
+    a v2 model then take 6,281 numbers a token instead of 17,307; values differ from
+    a stored copy by the rounding of `dtype` carried through the recurrence (see
+    docs/hooks.md). Refused while hooks are active: they could change what is derived."""
     seqs = _as_sequences(ids, lengths)
     points = model.hook_points()
     if names is None:
@@ -467,6 +485,12 @@ def run_with_cache(model: nn.Module, ids, names: Iterable | None = None, dtype: 
         for key in [names] if isinstance(names, str) or callable(names) else names:
             wanted += [hp.name for hp in resolve(model, key) if hp.name not in wanted]
         wanted = [n for n in points if n in wanted]  # the stable order
+    requested = list(wanted)
+    derive: list[str] = []
+    if compact:
+        if any_hooks(model):
+            raise FolkRNNError("a compact cache recomputes values, which active hooks could have changed: use compact=False")
+        wanted, derive = _compact_plan(requested, model.config.num_layers)
     n_tok = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     offsets = torch.zeros(len(seqs) + 1, dtype=torch.long)
     offsets[1:] = n_tok.cumsum(0)
@@ -520,4 +544,84 @@ def run_with_cache(model: nn.Module, ids, names: Iterable | None = None, dtype: 
                     _, state = hooked_step(model, x[:, t], state, ctx, want_logits=False)
     finally:
         model.train(was_training)
-    return ActivationCache(store, tune, position, token, offsets)
+    if not compact:
+        return ActivationCache(store, tune, position, token, offsets)
+    values = {n: store[n] for n in requested if n in store}
+    derived = {n: _deriver(model, n, store, token, position, dtype) for n in derive}
+    return ActivationCache(values, tune, position, token, offsets, derived, requested, store)
+
+
+def _compact_plan(requested: list[str], num_layers: int) -> tuple[list[str], list[str]]:
+    """(names to store, names to derive) for a compact cache."""
+    store: list[str] = []
+    derive: list[str] = []
+    for l in range(num_layers):
+        mine = [n for n in requested if n.startswith(f"layers.{l}.")]
+        if len(mine) > 4:
+            store += [f"layers.{l}.hook_{g}_pre" for g in GATES]
+            derive += [n for n in mine if not n.endswith("_pre")]
+        else:
+            store += mine
+    if "input" in requested:
+        derive.append("input")
+    if "hook_logits" in requested or "hook_probs" in requested:
+        store.append("hook_logits")
+        if "hook_probs" in requested:
+            derive.append("hook_probs")
+    order = all_hook_names(num_layers)
+    return [n for n in order if n in store], derive
+
+
+def _deriver(model: nn.Module, name: str, store: dict[str, Tensor], token: Tensor, position: Tensor,
+             dtype: torch.dtype) -> Callable[[], Tensor]:
+    """A function recomputing a compact cache's point `name` from what it stored."""
+    V = model.config.vocab_size
+    if name == "input":
+        return lambda: F.one_hot(token, V).to(dtype)
+    if name == "hook_probs":
+        return lambda: torch.softmax(store["hook_logits"].float(), -1).to(dtype)
+    point, layer = parse_hook_name(name)
+    prefix = f"layers.{layer - 1}.hook_"
+    c0 = model.layers[layer - 1].c0.detach().float().to(store[prefix + "i_pre"].device)
+
+    def gate(g: str, a: int, b: int) -> Tensor:
+        pre = store[prefix + g + "_pre"][a:b].float()
+        return torch.tanh(pre) if g == "g" else torch.sigmoid(pre)
+
+    def cell(a: int, b: int) -> Tensor:
+        """c for rows a:b, which start a tune: the recurrence runs across all tunes at once, one position at a time."""
+        f = gate("f", a, b)
+        ig = gate("i", a, b).mul_(gate("g", a, b))
+        pos = position[a:b]
+        by_pos = torch.argsort(pos, stable=True)
+        c = torch.empty_like(f)
+        start = 0
+        for p, n in enumerate(torch.bincount(pos).tolist()):  # rows run by tune then position: row k-1 is the step before k
+            rows = by_pos[start : start + n]
+            start += n
+            prev = c0.expand(n, -1) if p == 0 else c[rows - 1]
+            c[rows] = torch.addcmul(ig[rows], f[rows], prev)
+        return c
+
+    def block(a: int, b: int) -> Tensor:
+        if point in GATES:
+            return gate(point, a, b)
+        if point == "c":
+            return cell(a, b)
+        if point == "tanh_c":
+            return torch.tanh(cell(a, b))
+        return gate("o", a, b).mul_(torch.tanh(cell(a, b)))  # h
+
+    def value() -> Tensor:
+        # In blocks of whole tunes (about 16k rows): float32 temporaries stay small.
+        N = len(position)
+        out = torch.empty(N, model.config.hidden_size, dtype=dtype, device=store[prefix + "i_pre"].device)
+        starts = (position == 0).nonzero().squeeze(1).tolist() + [N]
+        a = 0
+        while a < N:
+            b = next((s for s in starts if s >= a + 16384), N)
+            out[a:b] = block(a, b).to(dtype)
+            a = b
+        return out
+
+    return value
