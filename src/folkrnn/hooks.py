@@ -229,32 +229,21 @@ def hooked_step(model: nn.Module, ids: Tensor, state: tuple[Tensor, Tensor], ctx
         if grad_clip is not None:
             pre = _ClipGrad.apply(pre, grad_clip)
         a_i, a_f, a_g, a_o = pre.chunk(4, dim=-1)
-        if layer.hook_i_pre.fns:
-            a_i = layer.hook_i_pre.run(a_i, ctx)
-        if layer.hook_f_pre.fns:
-            a_f = layer.hook_f_pre.run(a_f, ctx)
-        if layer.hook_g_pre.fns:
-            a_g = layer.hook_g_pre.run(a_g, ctx)
-        if layer.hook_o_pre.fns:
-            a_o = layer.hook_o_pre.run(a_o, ctx)
+        a_i = _through(layer.hook_i_pre, a_i, ctx)
+        a_f = _through(layer.hook_f_pre, a_f, ctx)
+        a_g = _through(layer.hook_g_pre, a_g, ctx)
+        a_o = _through(layer.hook_o_pre, a_o, ctx)
         i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
-        if layer.hook_i.fns:
-            i = layer.hook_i.run(i, ctx)
-        if layer.hook_f.fns:
-            f = layer.hook_f.run(f, ctx)
-        if layer.hook_g.fns:
-            g = layer.hook_g.run(g, ctx)
-        if layer.hook_o.fns:
-            o = layer.hook_o.run(o, ctx)
+        i = _through(layer.hook_i, i, ctx)
+        f = _through(layer.hook_f, f, ctx)
+        g = _through(layer.hook_g, g, ctx)
+        o = _through(layer.hook_o, o, ctx)
         c = torch.addcmul(f * c_prev[l], i, g)
-        if layer.hook_c.fns:
-            c = layer.hook_c.run(c, ctx)
+        c = _through(layer.hook_c, c, ctx)
         tc = torch.tanh(c)
-        if layer.hook_tanh_c.fns:
-            tc = layer.hook_tanh_c.run(tc, ctx)
+        tc = _through(layer.hook_tanh_c, tc, ctx)
         h = o * tc
-        if layer.hook_h.fns:
-            h = layer.hook_h.run(h, ctx)
+        h = _through(layer.hook_h, h, ctx)
         hs.append(h)
         cs.append(c)
         x = F.dropout(h, dropout, True) if dropout > 0 else h
@@ -263,8 +252,7 @@ def hooked_step(model: nn.Module, ids: Tensor, state: tuple[Tensor, Tensor], ctx
     if not (want_logits or hp_logits.fns or hp_probs.fns):
         return None, new_state
     logits = model.out(x)
-    if hp_logits.fns:
-        logits = hp_logits.run(logits, ctx)
+    logits = _through(hp_logits, logits, ctx)
     if hp_probs.fns:
         z = logits.float()
         probs = torch.softmax(z, -1)
@@ -272,6 +260,11 @@ def hooked_step(model: nn.Module, ids: Tensor, state: tuple[Tensor, Tensor], ctx
         if new is not probs:  # a replaced distribution goes on as logits: log p + logsumexp(z) is z when p is unchanged
             logits = (torch.log(new) + torch.logsumexp(z, -1, keepdim=True)).to(logits.dtype)
     return logits, new_state
+
+
+def _through(hp: HookPoint, x: Tensor, ctx: HookContext) -> Tensor:
+    """x through a hook point; a bare attribute test when it has no hooks (most points, most of the time)."""
+    return hp.run(x, ctx) if hp.fns else x
 
 
 def any_hooks(model: nn.Module) -> bool:
