@@ -243,3 +243,19 @@ def test_a_compact_cache_derives_what_it_does_not_store(tiny_model):
     with pytest.raises(FolkRNNError, match="compact"):
         with tiny_model.hooks([("hook_logits", lambda v, c: None)]):
             tiny_model.run_with_cache(seqs, compact=True)
+
+
+def test_the_cache_holds_what_active_hooks_pass_on(tiny_model):
+    seqs = [_ids(1, 6, seed=9)[0]]
+
+    def zero_at_2(value, ctx):
+        out = value.clone()
+        out[ctx.rows(position=2)] = 0.0
+        return out
+
+    with tiny_model.hooks([(hook_name("h", 1), zero_at_2)]):
+        cache = tiny_model.run_with_cache(seqs, names=[hook_name("h", 1), hook_name("h", 2)], dtype=torch.float32)
+    plain = tiny_model.run_with_cache(seqs, names=[hook_name("h", 1), hook_name("h", 2)], dtype=torch.float32)
+    h1, h2 = cache.get("h", 1), cache.get("h", 2)
+    assert h1[2].abs().max() == 0 and torch.equal(h1[:2], plain.get("h", 1)[:2])
+    assert torch.equal(h2[:2], plain.get("h", 2)[:2]) and (h2[2] - plain.get("h", 2)[2]).abs().max() > 1e-4
