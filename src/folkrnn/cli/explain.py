@@ -45,7 +45,7 @@ def run_explain(args) -> int:
         for a in registered():
             print(f"{a.name:18} {a.section:9} -> {a.key:12} {a.title}")
         return 0
-    from folkrnn.checkpoint import load_model
+    from folkrnn.load import load_model
     from folkrnn.cli.model import _threads
     from folkrnn.interp.counts import token_counts
     from folkrnn.interp.registry import ExplainConfig
