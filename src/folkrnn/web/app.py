@@ -42,6 +42,7 @@ from folkrnn.checkpoint import Checkpoint
 from folkrnn.errors import FolkRNNError
 from folkrnn.sample import Stepper
 from folkrnn.tokens import METERS, MODES
+from folkrnn.vocab import Vocabulary
 from folkrnn.web.archive import Archive, NewTune, Query
 from folkrnn.web.engine import (
     Cancelled,
@@ -145,7 +146,7 @@ class ComposeBody(Strict):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = Field(None, ge=0, lt=2**64)
     num_tunes: int = Field(1, ge=1)
-    max_tokens: int = Field(1000, ge=1)
+    max_tokens: int | None = Field(None, ge=1)  # None: the server's limit
 
 
 class PrimeBody(Strict):
@@ -261,6 +262,8 @@ class Studio:
 
     def check_form(self, body) -> tuple[Compose, ModelEntry]:
         lim = self.limits
+        if body.max_tokens is None:
+            body = body.model_copy(update={"max_tokens": lim.max_tokens})
         if body.num_tunes > lim.max_tunes:
             raise FolkRNNError(f"num_tunes: at most {lim.max_tunes} tunes per request, got {body.num_tunes}")
         if body.max_tokens > lim.max_tokens:
@@ -313,8 +316,12 @@ class Studio:
         d = rec.to_dict()
         key = key or rec.settings.get("key") or "C"
         form = Compose(**{k: v for k, v in rec.settings.items() if k in Compose.__dataclass_fields__})
-        label = self.models[rec.model].label if rec.model in self.models else rec.model
-        cmd = command_line(form, rec.seed, label)
+        entry = self.models.get(rec.model)
+        label, vocab = (entry.label, entry.ckpt.vocab) if entry else (rec.model, Vocabulary.v2())
+        try:
+            cmd = command_line(compose_config(form, vocab, rec.seed), key, label)
+        except FolkRNNError as e:  # settings this server no longer accepts
+            cmd = f"(cannot be made again here: {e})"
         d["command"] = f"{cmd}   # tune {rec.index + 1} of {form.num_tunes}"
         title = rec.title or f"folkrnn tune {rec.id}"
         comments = [f"folkrnn studio: model {rec.model}, seed {rec.seed}, tune {rec.index + 1}, "

@@ -82,11 +82,14 @@ class Compose:
 
 def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None = None) -> tuple[str, ...]:
     """The sampler's prime from the form's prime text (never a file name: the server
-    reads no files on a client's behalf).
+    reads no files on a client's behalf). It always opens with a meter and a key token,
+    wildcards where the model chooses, so that every tune can be written as ABC.
 
     ABC without a `K:` line is read as a tune body in the chosen meter and mode (4/4
     and major when the model chooses them, which then stay wildcards).
 
+    >>> prime_tokens("", "tokens")
+    ('M:*', 'K:*')
     >>> prime_tokens("|: G A B", "tokens", meter="6/8")
     ('M:6/8', 'K:*', '|:', 'G', 'A', 'B')
     >>> prime_tokens("|: GAB c2", "abc", mode="dorian")
@@ -97,24 +100,26 @@ def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None
     if fmt not in PRIME_FORMATS:
         raise FolkRNNError(f"prime format must be one of {', '.join(PRIME_FORMATS)}, got {fmt!r}")
     text = text.strip()
-    if fmt == "tokens":
-        return make_prime(text.split(), meter, mode) if (text or meter or mode) else ()
-    if not text:
-        return make_prime((), meter, mode)
-    from folkrnn.abc import tune_to_tokens
+    if fmt == "tokens" or not text:
+        toks = text.split()
+    else:
+        from folkrnn.abc import tune_to_tokens
 
-    has_head = re.search(r"^[ \t]*K:", text, re.M) is not None
-    if not has_head:
-        m_tok = parse_meter(meter) if meter else "M:4/4"
-        k_tok = parse_mode(mode) if mode else "K:Cmaj"
-        text = f"X:1\nM:{m_tok[2:]}\nL:1/8\nK:C{k_tok[3:]}\n{text}\n"
-    try:
-        toks = tune_to_tokens(text, strict=False)
-    except FolkRNNError as e:
-        raise FolkRNNError(f"prime: {e}") from None
-    if not has_head:
-        toks = [m_tok if meter else METER_WILDCARD, k_tok if mode else KEY_WILDCARD, *toks[2:]]
-    return make_prime(toks, meter, mode)
+        has_head = re.search(r"^[ \t]*K:", text, re.M) is not None
+        if not has_head:
+            m_tok = parse_meter(meter) if meter else "M:4/4"
+            k_tok = parse_mode(mode) if mode else "K:Cmaj"
+            text = f"X:1\nM:{m_tok[2:]}\nL:1/8\nK:C{k_tok[3:]}\n{text}\n"
+        try:
+            toks = tune_to_tokens(text, strict=False)
+        except FolkRNNError as e:
+            raise FolkRNNError(f"prime: {e}") from None
+        if not has_head:
+            toks = [m_tok if meter else METER_WILDCARD, k_tok if mode else KEY_WILDCARD, *toks[2:]]
+    toks = list(make_prime(toks, meter, mode))
+    m = toks.pop(0) if toks and toks[0].startswith("M:") else METER_WILDCARD
+    k = toks.pop(0) if toks and toks[0].startswith("K:") else KEY_WILDCARD
+    return (m, k, *toks)
 
 
 def compose_config(form: Compose, vocab: Vocabulary, seed: int) -> SampleConfig:
@@ -129,30 +134,26 @@ def compose_config(form: Compose, vocab: Vocabulary, seed: int) -> SampleConfig:
     return cfg
 
 
-def command_line(form: Compose, seed: int, model_label: str) -> str:
-    """The `folkrnn generate` command that makes the same tunes.
+def command_line(cfg: SampleConfig, key: str, model_label: str) -> str:
+    """The `folkrnn generate` command that makes the same tunes as `cfg`.
 
-    >>> command_line(Compose(meter="6/8", prime="|: G", num_tunes=2), 7, "default")
-    "folkrnn generate -m default --seed 7 -n 2 --meter 6/8 --prime '|: G' --key C"
+    >>> command_line(SampleConfig(num_tunes=2, seed=7, prime=("M:6/8", "K:*", "|:", "G")), "D", "default")
+    "folkrnn generate -m default --seed 7 -n 2 --prime 'M:6/8 K:* |: G' --key D"
     """
     import shlex
 
-    parts = ["folkrnn", "generate", "-m", model_label, "--seed", str(seed), "-n", str(form.num_tunes)]
-    if form.temperature != 1.0:
-        parts += ["-t", repr(form.temperature)]
-    if form.top_k is not None:
-        parts += ["--top-k", str(form.top_k)]
-    if form.top_p is not None:
-        parts += ["--top-p", repr(form.top_p)]
-    if form.meter:
-        parts += ["--meter", form.meter]
-    if form.mode:
-        parts += ["--mode", form.mode]
-    if form.prime.strip():
-        parts += ["--prime" if form.prime_format == "tokens" else "--prime-abc", form.prime.strip()]
-    if form.max_tokens != 1000:
-        parts += ["--max-length", str(form.max_tokens)]
-    parts += ["--key", form.key]
+    parts = ["folkrnn", "generate", "-m", model_label, "--seed", str(cfg.seed), "-n", str(cfg.num_tunes)]
+    if cfg.temperature != 1.0:
+        parts += ["-t", repr(cfg.temperature)]
+    if cfg.top_k is not None:
+        parts += ["--top-k", str(cfg.top_k)]
+    if cfg.top_p is not None:
+        parts += ["--top-p", repr(cfg.top_p)]
+    if cfg.prime:
+        parts += ["--prime", " ".join(cfg.prime)]
+    if cfg.max_length != SampleConfig.max_length:
+        parts += ["--max-length", str(cfg.max_length)]
+    parts += ["--key", key]
     return " ".join(shlex.quote(p) for p in parts)
 
 
