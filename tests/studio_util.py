@@ -74,12 +74,15 @@ class Server:
         self.stop()
 
 
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+
+
 def call(url: str, method: str = "GET", body=None, timeout: float = 30) -> tuple[int, dict | bytes, dict]:
     """(status, JSON or raw bytes, headers) without raising on HTTP errors."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with OPENER.open(req, timeout=timeout) as r:
             status, raw, headers = r.status, r.read(), dict(r.headers)
     except urllib.error.HTTPError as e:
         status, raw, headers = e.code, e.read(), dict(e.headers)

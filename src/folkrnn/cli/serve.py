@@ -49,16 +49,17 @@ def run(args) -> int:
             raise FolkRNNError(f"{name} must be >= {lo}, got {v}")
     if not 0 <= args.port <= 65535:
         raise FolkRNNError(f"--port must be in 0..65535, got {args.port}")
-    torch.set_num_threads(1)  # batch-1 steps: a second thread buys nothing, and requests run side by side
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limits = Limits(max_tunes=args.max_tunes, max_tokens=args.max_tokens, max_concurrent=args.max_concurrent,
                     request_timeout_s=args.request_timeout)
     db = args.db or default_db_path()
     studio = load_studio(args.model or ["default"], db, limits)
+    torch.set_num_threads(1)  # batch-1 steps: a second thread buys nothing, and requests run side by side
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
+        sock.listen(128)  # connections wait in the backlog until the server takes them
     except OSError as e:
         raise FolkRNNError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
     host, port = sock.getsockname()[:2]
