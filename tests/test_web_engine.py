@@ -14,8 +14,10 @@ from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.sample import SampleConfig, Stepper, sample, score_tunes
 from folkrnn.vocab import Vocabulary
 from folkrnn.web.engine import (
+    Batcher,
     Cancelled,
     Compose,
+    Job,
     TuneStream,
     command_line,
     compose_config,
@@ -134,3 +136,35 @@ def test_teacher_forcing_agrees_with_score_tunes(model):
         assert s.rank > 4 or s.token in [t for t, _ in s.alternatives]
     with pytest.raises(FolkRNNError, match="H9"):
         token_probabilities(model, v, ["M:4/4", "H9"])
+
+
+def test_batcher_steps_tunes_together_with_their_own_draws(model):
+    """Tunes of different settings, joining at different times, stepped as one batch:
+    each is the tune TuneStream (and so the sampler) makes alone."""
+    v = Vocabulary.v2()
+    step = Stepper(model)
+    cfgs = [SampleConfig(seed=s, max_length=L, batch_size=1, **kw) for s, L, kw in (
+        (1, 150, {}), (2, 40, dict(temperature=0.6)), (3, 150, dict(top_k=4, prime=("M:6/8", "K:*", "|:"))),
+        (4, 90, dict(top_p=0.7)), (1, 150, {}))]
+    b = Batcher(step, v)
+    try:
+        streamed: list[list[str]] = [[] for _ in cfgs]
+        jobs = []
+        for k, cfg in enumerate(cfgs):
+            jobs.append(b.submit(Job(cfg, k % 3, streamed[k].append)))
+        cancel = threading.Event()
+        cancel.set()
+        gone = b.submit(Job(cfgs[0], 0, lambda t: None, cancel))
+        for j in jobs + [gone]:
+            assert j.done.wait(60)
+        assert isinstance(gone.error, Cancelled) and gone.result is None
+        for k, (cfg, job) in enumerate(zip(cfgs, jobs)):
+            ref = TuneStream(step, v, cfg, k % 3)
+            assert list(ref) == job.result.tokens == streamed[k]
+            assert job.result.truncated == ref.tune.truncated
+            assert math.isclose(job.result.logprob, ref.tune.logprob, rel_tol=1e-6, abs_tol=1e-6)
+        assert b.max_rows >= 2 and b.steps < sum(len(j.result.tokens) + 1 for j in jobs)
+        bad = b.submit(Job(SampleConfig(prime=("H9",)), 0, lambda t: None))
+        assert bad.done.wait(10) and "H9" in str(bad.error)
+    finally:
+        b.close()

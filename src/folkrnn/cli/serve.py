@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
     p.add_argument("--max-tunes", type=int, default=10, help="tunes per request (default 10)")
     p.add_argument("--max-tokens", type=int, default=1000, help="tokens per tune (default 1000)")
-    p.add_argument("--max-concurrent", type=int, default=4, help="generations running at once (default 4)")
+    p.add_argument("--max-concurrent", type=int, default=16,
+                   help="generation requests running at once, their tunes stepped as one batch (default 16)")
     p.add_argument("--request-timeout", type=float, default=120.0, help="seconds a generation request may run (default 120)")
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
     p.set_defaults(func=run)

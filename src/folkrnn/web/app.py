@@ -45,9 +45,10 @@ from folkrnn.tokens import METERS, MODES
 from folkrnn.vocab import Vocabulary
 from folkrnn.web.archive import Archive, NewTune, Query
 from folkrnn.web.engine import (
+    Batcher,
     Cancelled,
     Compose,
-    TuneStream,
+    Job,
     audio_missing,
     command_line,
     compose_config,
@@ -80,8 +81,8 @@ class Limits:
     max_tunes: int = 10  # per request
     max_tokens: int = 1000  # per tune (the original sampler's cap)
     max_prime_chars: int = 4000
-    max_concurrent: int = 4  # generations running at once
-    max_waiting: int = 32  # requests waiting for a slot; one more -> 429
+    max_concurrent: int = 16  # generation requests running at once (their tunes are stepped as one batch)
+    max_waiting: int = 64  # requests waiting for a slot; one more -> 429
     queue_timeout_s: float = 15.0  # waited longer for a slot -> 503
     request_timeout_s: float = 120.0  # a generation request runs at most this long
     max_body_bytes: int = 64 * 1024
@@ -242,11 +243,12 @@ class Studio:
         self.limits = limits
         self.abcjs = abcjs
         self.audio_missing = audio_missing()
-        # One torch thread per worker: a batch-1 step gains nothing from more, and the
-        # OpenMP setting is per thread (the main thread's does not reach the pool's).
+        # The workers hand tunes to the model's Batcher and wait; they also check the
+        # settings and write the archive. OpenMP's thread count is per thread: one each.
         self.pool = ThreadPoolExecutor(max_workers=limits.max_concurrent, thread_name_prefix="folkrnn-gen",
                                        initializer=torch.set_num_threads, initargs=(1,))
         self.renders = threading.BoundedSemaphore(limits.max_renders)
+        self.batchers = {m.id: Batcher(m.step, m.ckpt.vocab, f"folkrnn-batch-{m.id}") for m in models}
         self.slots: Slots | None = None  # made on the event loop (lifespan)
         self._lock = threading.Lock()
         self.active = 0  # generation workers running now
@@ -283,14 +285,21 @@ class Studio:
         try:
             cfg = compose_config(form, entry.ckpt.vocab, seed)
             settings = {**form.to_dict(), "seed": seed}
+            batcher = self.batchers[entry.id]
             for i in range(form.num_tunes):
                 emit("tune_start", {"index": i})
-                stream = TuneStream(entry.step, entry.ckpt.vocab, cfg, i, cancel, deadline)
-                for pos, tok in enumerate(stream):
-                    emit("token", {"index": i, "pos": pos, "token": tok})
+                pos = iter(range(cfg.max_length))
+
+                def on_token(tok: str, i: int = i) -> None:
+                    emit("token", {"index": i, "pos": next(pos), "token": tok})
+
+                job = batcher.submit(Job(cfg, i, on_token, cancel, deadline))
+                job.done.wait()
+                if job.error is not None:
+                    raise job.error
+                tune = job.result
                 with self._lock:
-                    self.tokens_generated += len(stream.tune.tokens)
-                tune = stream.tune
+                    self.tokens_generated += len(tune.tokens)
                 tid = self.archive.add(NewTune(entry.id, seed, i, settings, tune.tokens,
                                                next((t for t in tune.tokens[:1] if t.startswith("M:")), None),
                                                next((t for t in tune.tokens[1:2] if t.startswith("K:")), None),
@@ -350,6 +359,8 @@ def create_app(studio: Studio):
     async def lifespan(app):
         studio.slots = Slots(studio.limits)
         yield
+        for b in studio.batchers.values():
+            b.close()
         studio.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="folkrnn studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

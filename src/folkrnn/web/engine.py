@@ -20,7 +20,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -158,12 +158,57 @@ def command_line(cfg: SampleConfig, key: str, model_label: str) -> str:
 
 
 # -- generation, one token at a time --------------------------------------------------------
+class _Draw:
+    """The sampler's per-token decision for one tune, fed the logits of each step:
+    masks of the prime, temperature, top-k/top-p, the counter-based draw for
+    (seed, index, position), forced prime tokens, the running log-probability."""
+
+    def __init__(self, vocab: Vocabulary, cfg: SampleConfig, index: int):
+        prime = compile_prime(vocab, cfg.prime)
+        self.vocab, self.cfg, self.index = vocab, cfg, np.array([index])
+        self.fixed = prime.fixed.numpy()
+        self.mask_prime = np.where(prime.allowed.numpy(), 0.0, -np.inf)
+        self.mask_base = np.where(base_allowed(vocab).numpy(), 0.0, -np.inf)
+        self.inv_t = 1.0 / cfg.temperature
+        self.pos = 0
+        self.ids: list[int] = []
+        self.lp = 0.0
+        self.ended = False
+
+    def __call__(self, z: np.ndarray) -> int | None:
+        """z: (1, V) float64 logits for the next position -> the token id drawn, or
+        None when the tune is over (`</s>` drawn, or the length cap reached)."""
+        cfg, pos = self.cfg, self.pos
+        zt = z * self.inv_t if cfg.temperature != 1.0 else z.copy()
+        zt += self.mask_prime[pos] if pos < len(self.fixed) else self.mask_base
+        zt = filter_logits(zt, cfg.top_k, cfg.top_p)
+        tok = int(draw(zt, uniforms(cfg.seed, self.index, np.array([pos])))[0])
+        if pos < len(self.fixed) and self.fixed[pos] >= 0:
+            tok = int(self.fixed[pos])
+        m = z.max()
+        self.lp += float(z[0, tok] - m - np.log(np.exp(z[0] - m).sum()))
+        self.pos += 1
+        if tok == self.vocab.eos:
+            self.ended = True
+            return None
+        self.ids.append(tok)
+        return tok if self.pos < cfg.max_length else None
+
+    @property
+    def last(self) -> str:
+        return self.vocab.tokens[self.ids[-1]]
+
+    def tune(self) -> Tune:
+        return Tune(int(self.index[0]), self.vocab.decode(self.ids), self.lp, not self.ended)
+
+
 class TuneStream:
     """Iterate to get tune `index`'s tokens as they are drawn; then `.tune` holds it.
 
     Same draws as `sample(model, vocab, cfg)`'s tune `index` (see the module docstring);
     `cancel` (checked every step) or `deadline` (time.monotonic()) raise Cancelled.
-    ~0.7 ms per token for the v2 model on one CPU thread."""
+    ~0.7 ms per token for the v2 model on one CPU thread. The server runs `Batcher`,
+    which steps all the tunes being made together; this is its one-tune reference."""
 
     def __init__(self, step: Stepper, vocab: Vocabulary, cfg: SampleConfig, index: int,
                  cancel: threading.Event | None = None, deadline: float | None = None):
@@ -173,40 +218,135 @@ class TuneStream:
 
     @torch.inference_mode()
     def __iter__(self) -> Iterator[str]:
-        cfg, vocab = self.cfg, self.vocab
-        prime = compile_prime(vocab, cfg.prime)
-        fixed = prime.fixed.numpy()
-        P = len(fixed)
-        mask_prime = np.where(prime.allowed.numpy(), 0.0, -np.inf)
-        mask_base = np.where(base_allowed(vocab).numpy(), 0.0, -np.inf)
-        inv_t = 1.0 / cfg.temperature
+        d = _Draw(self.vocab, self.cfg, self.index)
         state = self.step.initial_state(1)
-        inp = vocab.bos
-        eos = vocab.eos
-        index = np.array([self.index])
-        ids: list[int] = []
-        lp = 0.0
-        ended = False
-        for pos in range(cfg.max_length):
+        inp = self.vocab.bos
+        while True:
             if (self.cancel is not None and self.cancel.is_set()) or (self.deadline is not None and time.monotonic() > self.deadline):
-                raise Cancelled(f"tune {self.index + 1} stopped after {pos} tokens")
+                raise Cancelled(f"tune {self.index + 1} stopped after {d.pos} tokens")
             logits, state = self.step(torch.tensor([inp]), state)
-            z = logits.numpy().astype(np.float64)
-            zt = z * inv_t if cfg.temperature != 1.0 else z.copy()
-            zt += mask_prime[pos] if pos < P else mask_base
-            zt = filter_logits(zt, cfg.top_k, cfg.top_p)
-            tok = int(draw(zt, uniforms(cfg.seed, index, np.array([pos])))[0])
-            if pos < P and fixed[pos] >= 0:
-                tok = int(fixed[pos])
-            m = z.max()
-            lp += float(z[0, tok] - m - np.log(np.exp(z[0] - m).sum()))
-            if tok == eos:
-                ended = True
+            tok = d(logits.numpy().astype(np.float64))
+            if d.ids and (tok is not None or not d.ended):
+                yield d.last
+            if tok is None:
                 break
-            ids.append(tok)
             inp = tok
-            yield vocab.tokens[tok]
-        self.tune = Tune(self.index, vocab.decode(ids), lp, not ended)
+        self.tune = d.tune()
+
+
+@dataclass(eq=False)
+class Job:
+    """A tune for the `Batcher`: `on_token(token)` for each token as drawn (from the
+    batcher's thread); when it ends, `result` (a Tune) or `error` is set and `done` is."""
+
+    cfg: SampleConfig
+    index: int
+    on_token: Callable[[str], None]
+    cancel: threading.Event | None = None
+    deadline: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Tune | None = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Continuous batching for the server: one thread steps every tune being made, by
+    whichever client, as one batch (a new tune joins at the next step, a finished or
+    cancelled one leaves), so 20 clients cost about one batched step per token rather
+    than 20 steps fighting for the cores and the GIL. Each tune's draws are its own
+    (`_Draw`), the same as `TuneStream`'s and the sampler's."""
+
+    def __init__(self, step: Stepper, vocab: Vocabulary, name: str = "folkrnn-batch"):
+        self.step, self.vocab = step, vocab
+        self._cv = threading.Condition()
+        self._new: list[Job] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self.steps = 0  # batched steps taken (for tests and benchmarks)
+        self.max_rows = 0
+
+    def submit(self, job: Job) -> Job:
+        with self._cv:
+            if self._stop:
+                raise RuntimeError("the batcher is stopped")
+            self._new.append(job)
+            self._cv.notify()
+        return job
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(5)
+
+    @torch.inference_mode()
+    def _run(self) -> None:
+        torch.set_num_threads(1)
+        rows: list[tuple[Job, _Draw]] = []
+        h = c = None
+        inp = np.zeros(0, dtype=np.int64)
+        while True:
+            with self._cv:
+                while not rows and not self._new and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    for job, _ in rows:
+                        self._finish(job, error=Cancelled("the server is stopping"))
+                    for job in self._new:
+                        self._finish(job, error=Cancelled("the server is stopping"))
+                    return
+                new, self._new = self._new, []
+            for job in new:
+                try:
+                    d = _Draw(self.vocab, job.cfg, job.index)
+                except BaseException as e:  # a bad prime: the job fails, the batch goes on
+                    self._finish(job, error=e)
+                    continue
+                h0, c0 = self.step.initial_state(1)
+                h = h0 if h is None else torch.cat([h, h0], 1)
+                c = c0 if c is None else torch.cat([c, c0], 1)
+                inp = np.append(inp, self.vocab.bos)
+                rows.append((job, d))
+            if not rows:
+                continue
+            self.max_rows = max(self.max_rows, len(rows))
+            try:
+                logits, (h, c) = self.step(torch.from_numpy(inp), (h, c))
+                z = logits.numpy().astype(np.float64)
+                self.steps += 1
+                keep = []
+                for r, (job, d) in enumerate(rows):
+                    if (job.cancel is not None and job.cancel.is_set()) or (job.deadline is not None and time.monotonic() > job.deadline):
+                        self._finish(job, error=Cancelled(f"tune {job.index + 1} stopped after {d.pos} tokens"))
+                        continue
+                    tok = d(z[r : r + 1])
+                    if d.ids and (tok is not None or not d.ended):
+                        job.on_token(d.last)
+                    if tok is None:
+                        self._finish(job, result=d.tune())
+                        continue
+                    inp[r] = tok
+                    keep.append(r)
+            except BaseException as e:  # a bug: fail every tune in the batch, keep the thread
+                log.exception("batched step failed")
+                for job, _ in rows:
+                    if not job.done.is_set():
+                        self._finish(job, error=e)
+                keep = []
+            if len(keep) < len(rows):
+                rows = [rows[r] for r in keep]
+                if rows:
+                    kt = torch.tensor(keep)
+                    h, c, inp = h[:, kt].contiguous(), c[:, kt].contiguous(), inp[keep]
+                else:
+                    h = c = None
+                    inp = np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def _finish(job: Job, result: Tune | None = None, error: BaseException | None = None) -> None:
+        job.result, job.error = result, error
+        job.done.set()
 
 
 # -- a tune's files ---------------------------------------------------------------------------
@@ -294,6 +434,6 @@ def token_probabilities(model: FolkRNN, vocab: Vocabulary, tokens: Sequence[str]
 
 
 __all__ = [
-    "Cancelled", "Compose", "PRIME_FORMATS", "StepProbs", "TuneStream", "WILDCARD", "audio_missing", "command_line",
+    "Batcher", "Cancelled", "Job", "Compose", "PRIME_FORMATS", "StepProbs", "TuneStream", "WILDCARD", "audio_missing", "command_line",
     "compose_config", "prime_tokens", "token_probabilities", "tune_abc", "tune_midi", "tune_wav",
 ]
