@@ -63,8 +63,15 @@ function renderTune(tune, container, { replace = false } = {}) {
   });
   const title = $(".title", card);
   title.value = tune.title;
-  title.addEventListener("change", () => api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { title: title.value } })
-    .catch((e) => notice(e.message, "error")));
+  title.addEventListener("change", async () => {
+    try {
+      const fresh = await (await api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { title: title.value } })).json();
+      tune.title = fresh.title;
+      tune.abc = fresh.abc;
+      $(".abc", card).textContent = fresh.abc || $(".abc", card).textContent;
+      if (state.abcjs && tune.abc) drawStaff();  // the score's heading is the title
+    } catch (e) { notice(e.message, "error"); }
+  });
   const note = $(".note", card);
   note.value = tune.note;
   note.addEventListener("change", () => api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { note: note.value } })
@@ -78,9 +85,13 @@ function renderTune(tune, container, { replace = false } = {}) {
   $(".command", card).textContent = tune.command;
 
   const staff = $(".staff", card);
-  let visual = null;
+  const score = { visual: null };  // abcjs's drawing, redrawn when the title changes
+  const drawStaff = () => {
+    score.visual = window.ABCJS.renderAbc(staff, tune.abc, { responsive: "resize", add_classes: true, paddingtop: 0, paddingbottom: 4 })[0];
+    score.timingsTempo = null;
+  };
   if (tune.abc && state.abcjs) {
-    visual = window.ABCJS.renderAbc(staff, tune.abc, { responsive: "resize", add_classes: true, paddingtop: 0, paddingbottom: 4 })[0];
+    drawStaff();
   } else {
     staff.classList.add("empty");
     staff.textContent = tune.abc ? "Staff notation unavailable: abcjs is not installed (run `npm ci` in the folkrnn checkout)."
@@ -98,14 +109,14 @@ function renderTune(tune, container, { replace = false } = {}) {
     $(".dl-wav", card).href = `/api/tunes/${tune.id}/wav?key=${key}&tempo=${t}&download=true`;
   };
   links();
-  setupPlayer(card, tune, visual, tempoInput, tempoOut, links);
+  setupPlayer(card, tune, score, tempoInput, tempoOut, links);
   $(".inspect-btn", card).addEventListener("click", () => { $("#i-id").value = tune.id; $("#i-text").value = ""; showView("inspect"); runInspect(); });
   $(".reuse", card).addEventListener("click", () => reuseSettings(tune));
   if (replace) container.replaceChildren(card); else container.append(card);
   return card;
 }
 
-function setupPlayer(card, tune, visual, tempoInput, tempoOut, links) {
+function setupPlayer(card, tune, score, tempoInput, tempoOut, links) {
   const audio = $("audio", card);
   const play = $(".play", card);
   const note = $(".audio-note", card);
@@ -117,13 +128,13 @@ function setupPlayer(card, tune, visual, tempoInput, tempoOut, links) {
     note.textContent = missing ? `No audio: ${missing}. Download the MIDI file to listen.` : "";
     return;
   }
-  let timings = null, timingsTempo = null, lit = [], frame = null, cursor = null;
-  const svg = () => $("svg", card);
+  let timings = null, lit = [], frame = null, cursor = null;
+  const svg = () => $(".staff svg", card);
   const clear = () => { for (const el of lit) el.classList.remove("playing"); lit = []; };
   const moveCursor = (ev) => {
     const s = svg();
     if (!s) return;
-    if (!cursor) {
+    if (!cursor || !s.contains(cursor)) {
       cursor = document.createElementNS("http://www.w3.org/2000/svg", "line");
       cursor.setAttribute("class", "cursor");
       s.append(cursor);
@@ -132,7 +143,7 @@ function setupPlayer(card, tune, visual, tempoInput, tempoOut, links) {
     cursor.setAttribute("y1", ev.top); cursor.setAttribute("y2", ev.top + ev.height);
   };
   const tick = () => {
-    if (visual && timings) {
+    if (score.visual && timings) {
       const ms = audio.currentTime * 1000;
       let i = -1;
       for (let j = 0; j < timings.length && timings[j].milliseconds <= ms; j++) if (timings[j].type === "event") i = j;
@@ -148,7 +159,11 @@ function setupPlayer(card, tune, visual, tempoInput, tempoOut, links) {
   audio.addEventListener("play", () => {
     play.textContent = "❚❚ Pause";
     card.classList.add("is-playing");
-    if (visual && timingsTempo !== tempoInput.value) { timings = visual.setTiming(Number(tempoInput.value), 0); timingsTempo = tempoInput.value; }
+    if (score.visual && score.timingsTempo !== tempoInput.value) {
+      timings = score.visual.setTiming(Number(tempoInput.value), 0);
+      score.timingsTempo = tempoInput.value;
+      cursor = null;  // a redrawn score has a new svg
+    }
     frame = requestAnimationFrame(tick);
   });
   const stopped = () => { play.textContent = "▶ Play"; card.classList.remove("is-playing"); cancelAnimationFrame(frame); };
@@ -263,7 +278,7 @@ async function compose(ev) {
         } else if (event === "tune_start") {
           line = document.createElement("div");
           line.className = "stream-line";
-          line.dataset.index = data.index;
+          line.dataset.index = data.index + 1;
           text.append(line);
         } else if (event === "token") {
           if (!line.firstChild) stream.dataset.firstTokenMs = Math.round(performance.now() - t0);
@@ -403,7 +418,16 @@ async function runInspect(ev) {
       });
       strip.append(b);
     });
-    out.append(strip, detail);
+    const legend = document.createElement("p");
+    legend.className = "legend";
+    for (const [p, label] of [[0.9, "p ≈ 1"], [0.1, "0.1"], [0.01, "0.01"], [0.001, "≤ 0.001"]]) {
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = probColour(p);
+      sw.textContent = label;
+      legend.append(sw);
+    }
+    out.append(legend, strip, detail);
     showAlternatives(detail, data, 0);
     strip.firstChild.classList.add("sel");
   } catch (e) { err.textContent = e.message; }
@@ -416,13 +440,14 @@ function showAlternatives(box, data, t) {
   const h = document.createElement("h3");
   h.textContent = `Step ${t + 1}: after “… ${before}” the tune has ${s.token} (p = ${s.p.toFixed(4)}, rank ${s.rank})`;
   const table = document.createElement("table");
+  const top = Math.max(...s.alternatives.map(([, p]) => p), 1e-9);
   for (const [tok, p] of s.alternatives) {
     const tr = document.createElement("tr");
     if (tok === s.token) tr.className = "chosen";
     const a = document.createElement("td"); a.textContent = tok;
     const b = document.createElement("td"); b.textContent = p.toFixed(4);
     const c = document.createElement("td");
-    const bar = document.createElement("span"); bar.className = "bar"; bar.style.width = `${Math.round(p * 200)}px`;
+    const bar = document.createElement("span"); bar.className = "bar"; bar.style.width = `${Math.max(1, Math.round((p / top) * 240))}px`;
     c.append(bar);
     tr.append(a, b, c);
     table.append(tr);
