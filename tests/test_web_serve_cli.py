@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from studio_util import OPENER, tiny_checkpoint
@@ -46,6 +47,13 @@ def test_serve_starts_answers_and_stops(tmp_path):
         with OPENER.open(req, timeout=60) as r:
             assert b"event: done" in r.read()
         assert db.is_file()
+        # on loopback, a request naming another host (DNS rebinding) is refused
+        req = urllib.request.Request(url + "api/info", headers={"Host": "evil.example:8000"})
+        try:
+            OPENER.open(req, timeout=30)
+            raise AssertionError("a foreign Host header was served")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
     finally:
         p.send_signal(signal.SIGINT)
         try:

@@ -74,6 +74,9 @@ def run(args) -> int:
         import webbrowser
 
         webbrowser.open(url)
-    config = uvicorn.Config(create_app(studio), log_level="warning", timeout_graceful_shutdown=2)
+    from folkrnn.web.app import LOOPBACK_NAMES
+
+    hosts = list(LOOPBACK_NAMES) if args.host in LOOPBACK_NAMES else None  # opened with --host: any name
+    config = uvicorn.Config(create_app(studio, hosts), log_level="warning", timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

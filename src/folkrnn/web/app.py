@@ -349,8 +349,13 @@ class Studio:
         return d
 
 
-def create_app(studio: Studio):
-    """The FastAPI application serving `studio`."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
+    """The FastAPI application serving `studio`. `allowed_hosts`: the Host header
+    values accepted (None: any); a studio on loopback accepts only loopback names, so
+    a web page elsewhere cannot reach it through DNS rebinding."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -365,6 +370,10 @@ def create_app(studio: Studio):
 
     app = FastAPI(title="folkrnn studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     limits = studio.limits
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     # -- errors and limits --------------------------------------------------------------------
     @app.exception_handler(FolkRNNError)
