@@ -13,6 +13,10 @@ once, --per-client requests each. Prints median / 90th percentile / max, tunes/s
 the refusals (429/503) and errors; exits 1 if any request failed. The browser adds its
 own rendering on top (abcjs draws a tune in a few ms).
 Targets: first token < 300 ms, one tune < 1.5 s, 20 clients served without errors.
+
+--browser N also composes N tunes in Debian's headless chromium (Playwright) and reads
+what the page measured: from the Compose click to the first token on screen, and to
+the tune's staff drawn.
 """
 
 from __future__ import annotations
@@ -86,12 +90,38 @@ def report(label: str, results: list[dict], wall: float) -> bool:
     return not failed
 
 
+def browser_run(port: int, n: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]
+    first, staff = [], []
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = b.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("body[data-ready=true]")
+        for _ in range(n):
+            page.evaluate("document.querySelector('#compose-tunes').replaceChildren()")
+            page.evaluate("window.__t0 = performance.now()")
+            page.click("#compose-go")
+            page.wait_for_selector("#compose-tunes .tune .staff svg", timeout=60000)
+            staff.append(page.evaluate("performance.now() - window.__t0") / 1000)
+            first.append(int(page.get_attribute("#stream", "data-first-token-ms")) / 1000)
+            page.wait_for_selector("#compose-go:not([disabled])")
+        b.close()
+    print(f"\nbrowser (chromium), {n} tunes one after another:")
+    print("  " + summary("first token on screen", first))
+    print("  " + summary("staff drawn", staff))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-m", "--model", default="default")
     ap.add_argument("--requests", type=int, default=10, help="requests in the one-client run (default 10)")
     ap.add_argument("--clients", type=int, default=20, help="clients at once in the second run (default 20)")
     ap.add_argument("--per-client", type=int, default=3, help="requests per client in the second run (default 3)")
+    ap.add_argument("--browser", type=int, default=0, metavar="N", help="also time N tunes composed in chromium")
     ap.add_argument("--max-concurrent", type=int, default=16, help="the server's generation slots (default 16)")
     args = ap.parse_args()
 
@@ -119,6 +149,8 @@ def main() -> int:
                            for _ in range(args.clients)]
                 many = [r for f in futures for r in f.result()]
             ok2 = report(f"{args.clients} clients at once", many, time.perf_counter() - t0)
+            if args.browser:
+                browser_run(port, args.browser)
         finally:
             server.terminate()
             try:

@@ -222,6 +222,33 @@ class Mailbox:
             return items, self.closed
 
 
+class BodyLimit:
+    """ASGI middleware: a request body must declare its length (411 otherwise) and
+    keep under `limit` bytes (413). A plain ASGI layer, so that streamed responses
+    pass through untouched."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in ("POST", "PATCH", "PUT"):
+            from fastapi.responses import JSONResponse
+
+            headers = dict(scope["headers"])
+            n = headers.get(b"content-length")
+            refusal = None
+            if n is None:
+                if b"transfer-encoding" in headers:
+                    refusal = JSONResponse({"error": "send a Content-Length (chunked bodies are not accepted)"}, 411)
+            elif not n.isdigit() or int(n) > self.limit:
+                refusal = JSONResponse({"error": f"request body of {n.decode(errors='replace')} bytes is over the limit "
+                                                 f"of {self.limit}"}, 413)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
@@ -286,14 +313,16 @@ class Studio:
             cfg = compose_config(form, entry.ckpt.vocab, seed)
             settings = {**form.to_dict(), "seed": seed}
             batcher = self.batchers[entry.id]
-            for i in range(form.num_tunes):
+            jobs = []
+            for i in range(form.num_tunes):  # all the request's tunes join the batch at once
                 emit("tune_start", {"index": i})
                 pos = iter(range(cfg.max_length))
 
-                def on_token(tok: str, i: int = i) -> None:
+                def on_token(tok: str, i: int = i, pos=pos) -> None:
                     emit("token", {"index": i, "pos": next(pos), "token": tok})
 
-                job = batcher.submit(Job(cfg, i, on_token, cancel, deadline))
+                jobs.append(batcher.submit(Job(cfg, i, on_token, cancel, deadline)))
+            for i, job in enumerate(jobs):
                 job.done.wait()
                 if job.error is not None:
                     raise job.error
@@ -307,13 +336,16 @@ class Studio:
                 emit("tune", self.tune_view(self.archive.get(tid)))
             emit("done", {"seed": seed, "num_tunes": form.num_tunes})
         except Cancelled as e:
+            cancel.set()  # the request's other tunes stop too
             with self._lock:
                 self.cancelled += 1
             emit("error", {"error": f"stopped: {e}" if cancel.is_set() else
                            f"the request ran past {self.limits.request_timeout_s:g} s: {e}"})
         except FolkRNNError as e:
+            cancel.set()
             emit("error", {"error": str(e)})
         except Exception:  # a bug: log it, tell the client, keep serving
+            cancel.set()
             log.exception("generation failed")
             emit("error", {"error": "internal error while generating (see the server's log)"})
         finally:
@@ -356,7 +388,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
     """The FastAPI application serving `studio`. `allowed_hosts`: the Host header
     values accepted (None: any); a studio on loopback accepts only loopback names, so
     a web page elsewhere cannot reach it through DNS rebinding."""
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, HTTPException
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
@@ -393,16 +425,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
             parts.append(f"{loc}: {msg}" if loc else msg)
         return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
 
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next):
-        if request.method in ("POST", "PATCH", "PUT"):
-            n = request.headers.get("content-length")
-            if n is None or not n.isdigit():
-                if request.headers.get("transfer-encoding"):
-                    return JSONResponse({"error": "send a Content-Length (chunked bodies are not accepted)"}, 411)
-            elif int(n) > limits.max_body_bytes:
-                return JSONResponse({"error": f"request body of {n} bytes is over the limit of {limits.max_body_bytes}"}, 413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
 
     def _tune(tune_id: int):
         try:

@@ -261,31 +261,35 @@ async function compose(ev) {
   state.controller = controller;
   go.disabled = true; stop.hidden = false;
   text.textContent = "";
+  delete stream.dataset.firstTokenMs;
   stream.hidden = false;
-  let line = null;
+  const lines = new Map();  // tune index -> its line in the stream box (a request's tunes grow together)
   const t0 = performance.now();
   try {
     const res = await api("/api/generate", { method: "POST", body: composeBody(), signal: controller.signal });
     tunes.replaceChildren();
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
     let buffer = "";
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      buffer = parseEvents(buffer + value, (event, data) => {
+      buffer = parseEvents(buffer + decoder.decode(value, { stream: true }), (event, data) => {
         if (event === "start") {
           if (!$("#f-lock").checked) $("#f-seed").value = data.seed;
         } else if (event === "tune_start") {
-          line = document.createElement("div");
+          const line = document.createElement("div");
           line.className = "stream-line";
           line.dataset.index = data.index + 1;
           text.append(line);
+          lines.set(data.index, line);
         } else if (event === "token") {
-          if (!line.firstChild) stream.dataset.firstTokenMs = Math.round(performance.now() - t0);
+          const line = lines.get(data.index);
+          if (!stream.dataset.firstTokenMs) stream.dataset.firstTokenMs = Math.round(performance.now() - t0);
           line.append(document.createTextNode((line.firstChild ? " " : "") + data.token));
           text.scrollTop = text.scrollHeight;
         } else if (event === "tune") {
-          line.classList.add("finished");
+          lines.get(data.index).classList.add("finished");
           renderTune(data, tunes);
         } else if (event === "error") {
           err.textContent = data.error;
