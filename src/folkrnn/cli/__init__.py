@@ -14,7 +14,7 @@ from folkrnn import __version__
 from folkrnn.errors import FolkRNNError
 
 # Order = order in `folkrnn --help`.
-_COMMAND_MODULES = ("codec", "corpus", "model", "train", "evaluate", "explain", "demo")
+_COMMAND_MODULES = ("codec", "corpus", "model", "train", "evaluate", "explain", "demo", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

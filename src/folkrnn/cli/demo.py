@@ -75,4 +75,5 @@ def run(args) -> int:
     print(format_table(ev))
     print(f"\nWrote {out}/tunes.abc, {out}/tunes.txt and {midis} MIDI file(s) (tuneNN.mid).")
     print("Next: `folkrnn generate --help` for more controls, `folkrnn evaluate` on many more tunes.")
+    print("Compose, play and keep tunes in your browser: `folkrnn serve` (then open http://127.0.0.1:8000/).")
     return 0

@@ -1,0 +1,669 @@
+"""The studio's HTTP server: a FastAPI app over `engine` and `archive`.
+
+Routes (JSON unless said):
+  GET  /                          the page (static/index.html)
+  GET  /static/NAME               the page's own files; /vendor/abcjs.js (npm's abcjs)
+  GET  /api/info                  models, meters, modes, limits, what is missing (abcjs, audio)
+  POST /api/prime                 check a prime as typed -> its tokens, or the unknown ones named
+  POST /api/generate              Compose -> server-sent events: `start`, `token`, `tune`, `error`, `done`
+  GET  /api/tunes                 archive search (meter, mode, model, starred, q, limit, offset)
+  GET|PATCH|DELETE /api/tunes/ID  one tune; PATCH title / starred / note
+  GET  /api/tunes/ID/abc|midi|wav the tune as a file (?key= ?tempo=), `settings` in the ABC
+  POST /api/export                {ids} -> one ABC file
+  POST /api/delete                {ids} -> how many were deleted
+  POST /api/inspect               {tokens | abc | id} -> p(token) and alternatives at every step
+
+Limits (`Limits`): tunes per request, tokens per tune, generations at once (a request
+waits up to `queue_timeout_s` for a slot, then 503; more than `max_waiting` waiting
+-> 429), time per request, body size (413), concurrent audio renders (503). Generation
+runs in a thread pool, never on the event loop; when the client goes away the stream's
+generator is closed and its worker stops at the next token. The server reads only its
+static folder, abcjs's file and the archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from folkrnn.checkpoint import Checkpoint
+from folkrnn.errors import FolkRNNError
+from folkrnn.sample import Stepper
+from folkrnn.tokens import METERS, MODES
+from folkrnn.vocab import Vocabulary
+from folkrnn.web.archive import Archive, NewTune, Query
+from folkrnn.web.engine import (
+    Batcher,
+    Cancelled,
+    Compose,
+    Job,
+    audio_missing,
+    command_line,
+    compose_config,
+    prime_tokens,
+    token_probabilities,
+    tune_abc,
+    tune_midi,
+    tune_wav,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+ABCJS_REL = Path("node_modules") / "abcjs" / "dist" / "abcjs-basic-min.js"
+
+
+def find_abcjs() -> Path | None:
+    """npm's abcjs for the page: the repository's node_modules (`npm ci`), looked for
+    from this file upwards (a source checkout), then from the working directory."""
+    here = Path(__file__).resolve()
+    for base in (*here.parents, Path.cwd()):
+        p = base / ABCJS_REL
+        if p.is_file():
+            return p
+    return None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tunes: int = 10  # per request
+    max_tokens: int = 1000  # per tune (the original sampler's cap)
+    max_prime_chars: int = 4000
+    max_concurrent: int = 16  # generation requests running at once (their tunes are stepped as one batch)
+    max_waiting: int = 64  # requests waiting for a slot; one more -> 429
+    queue_timeout_s: float = 15.0  # waited longer for a slot -> 503
+    request_timeout_s: float = 120.0  # a generation request runs at most this long
+    max_body_bytes: int = 64 * 1024
+    max_renders: int = 2  # fluidsynth renders at once; one more -> 503
+    max_export: int = 1000
+
+
+@dataclass
+class ModelEntry:
+    """A model the server was started with: its id in requests, label for the
+    command line, checkpoint, and the fast step built once."""
+
+    id: str
+    label: str
+    ckpt: Checkpoint
+    step: Stepper = field(repr=False)
+
+
+class Busy(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Slots:
+    """Generation slots (asyncio; used on the event loop only)."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.sem = asyncio.Semaphore(limits.max_concurrent)
+        self.waiting = 0
+
+    async def acquire(self) -> None:
+        if self.sem.locked() and self.waiting >= self.limits.max_waiting:
+            raise Busy(429, f"too many requests: {self.waiting} are already waiting for a generation slot; try again shortly")
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self.sem.acquire(), self.limits.queue_timeout_s)
+        except asyncio.TimeoutError:
+            raise Busy(503, f"the studio is busy: no generation slot came free in {self.limits.queue_timeout_s:g} s") from None
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        self.sem.release()
+
+
+# -- request bodies (pydantic: unknown fields are errors) --------------------------------------
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComposeBody(Strict):
+    model: str = "default"
+    meter: str | None = None
+    mode: str | None = None
+    key: str = Field("C", max_length=3)
+    prime: str = ""
+    prime_format: Literal["tokens", "abc"] = "tokens"
+    temperature: float = Field(1.0, gt=0, le=10)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=0, lt=2**64)
+    num_tunes: int = Field(1, ge=1)
+    max_tokens: int | None = Field(None, ge=1)  # None: the server's limit
+
+
+class PrimeBody(Strict):
+    model: str = "default"
+    prime: str = ""
+    prime_format: Literal["tokens", "abc"] = "tokens"
+    meter: str | None = None
+    mode: str | None = None
+
+
+class TunePatch(Strict):
+    title: str | None = None
+    starred: bool | None = None
+    note: str | None = None
+
+
+class Ids(Strict):
+    ids: Annotated[list[int], Field(min_length=1)]
+
+
+class InspectBody(Strict):
+    model: str = "default"
+    id: int | None = None
+    tokens: str | None = None
+    abc: str | None = None
+    k: int = Field(5, ge=1, le=20)
+
+
+class Mailbox:
+    """Events from a worker thread to the event loop, handed over in batches.
+
+    Tokens come ~1 ms apart; waking the loop for each would make the two threads
+    trade the GIL a thousand times a second. The worker appends under a lock and
+    wakes the loop at most every `interval` seconds for tokens (at once for other
+    events), and only once the loop has taken the previous batch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.02):
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.items: list[tuple[str, dict]] = []
+        self.closed = False
+        self.ready = asyncio.Event()
+        self.woken = False
+        self.last_wake = 0.0
+        self.interval = interval
+
+    def _wake(self) -> None:  # under self.lock
+        if not self.woken:
+            self.woken = True
+            self.last_wake = time.monotonic()
+            self.loop.call_soon_threadsafe(self.ready.set)
+
+    def put(self, event: str, data: dict, urgent: bool = False) -> None:
+        """Queue an event; the loop is woken for an urgent one, or when the last
+        wake-up is `interval` s old (tokens then arrive a few dozen at a time)."""
+        with self.lock:
+            self.items.append((event, data))
+            if urgent or event != "token" or time.monotonic() - self.last_wake >= self.interval:
+                self._wake()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self._wake()
+
+    async def take(self) -> tuple[list[tuple[str, dict]], bool]:
+        await self.ready.wait()
+        with self.lock:
+            items, self.items = self.items, []
+            self.ready.clear()
+            self.woken = False
+            return items, self.closed
+
+
+class BodyLimit:
+    """ASGI middleware: a request body must declare its length (411 otherwise) and
+    keep under `limit` bytes (413). A plain ASGI layer, so that streamed responses
+    pass through untouched."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in ("POST", "PATCH", "PUT"):
+            from fastapi.responses import JSONResponse
+
+            headers = dict(scope["headers"])
+            n = headers.get(b"content-length")
+            refusal = None
+            if n is None:
+                if b"transfer-encoding" in headers:
+                    refusal = JSONResponse({"error": "send a Content-Length (chunked bodies are not accepted)"}, 411)
+            elif not n.isdigit() or int(n) > self.limit:
+                refusal = JSONResponse({"error": f"request body of {n.decode(errors='replace')} bytes is over the limit "
+                                                 f"of {self.limit}"}, 413)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _mode_name(tok: str | None) -> str | None:
+    return {"K:Cmaj": "major", "K:Cmin": "minor", "K:Cdor": "dorian", "K:Cmix": "mixolydian"}.get(tok or "")
+
+
+class Studio:
+    """Everything the routes share: models, archive, limits, worker pool, counters."""
+
+    def __init__(self, models: list[ModelEntry], archive: Archive, limits: Limits = Limits(),
+                 abcjs: Path | None = None):
+        if not models:
+            raise FolkRNNError("the studio needs at least one model")
+        self.models = {m.id: m for m in models}
+        self.default_model = models[0].id
+        self.archive = archive
+        self.limits = limits
+        self.abcjs = abcjs
+        self.audio_missing = audio_missing()
+        # The workers hand tunes to the model's Batcher and wait; they also check the
+        # settings and write the archive. OpenMP's thread count is per thread: one each.
+        self.pool = ThreadPoolExecutor(max_workers=limits.max_concurrent, thread_name_prefix="folkrnn-gen",
+                                       initializer=torch.set_num_threads, initargs=(1,))
+        self.renders = threading.BoundedSemaphore(limits.max_renders)
+        self.batchers = {m.id: Batcher(m.step, m.ckpt.vocab, f"folkrnn-batch-{m.id}") for m in models}
+        self.slots: Slots | None = None  # made on the event loop (lifespan)
+        self._lock = threading.Lock()
+        self.active = 0  # generation workers running now
+        self.tokens_generated = 0
+        self.cancelled = 0
+
+    def model(self, model_id: str) -> ModelEntry:
+        mid = self.default_model if model_id == "default" and "default" not in self.models else model_id
+        try:
+            return self.models[mid]
+        except KeyError:
+            raise FolkRNNError(f"unknown model {model_id!r}: this server has {', '.join(self.models)}") from None
+
+    def check_form(self, body) -> tuple[Compose, ModelEntry]:
+        lim = self.limits
+        if body.max_tokens is None:
+            body = body.model_copy(update={"max_tokens": lim.max_tokens})
+        if body.num_tunes > lim.max_tunes:
+            raise FolkRNNError(f"num_tunes: at most {lim.max_tunes} tunes per request, got {body.num_tunes}")
+        if body.max_tokens > lim.max_tokens:
+            raise FolkRNNError(f"max_tokens: at most {lim.max_tokens} tokens per tune, got {body.max_tokens}")
+        if len(body.prime) > lim.max_prime_chars:
+            raise FolkRNNError(f"prime: at most {lim.max_prime_chars} characters, got {len(body.prime)}")
+        entry = self.model(body.model)
+        form = Compose(**{**body.model_dump(), "model": entry.id})
+        return form, entry
+
+    # -- the generation worker (runs in the pool) ------------------------------------------
+    def generate(self, form: Compose, entry: ModelEntry, seed: int, emit, cancel: threading.Event, deadline: float) -> None:
+        """Generate form.num_tunes tunes, calling emit(event, data) for every token and
+        tune; each finished tune is stored before its `tune` event."""
+        with self._lock:
+            self.active += 1
+        try:
+            cfg = compose_config(form, entry.ckpt.vocab, seed)
+            settings = {**form.to_dict(), "seed": seed}
+            batcher = self.batchers[entry.id]
+            jobs = []
+            for i in range(form.num_tunes):  # all the request's tunes join the batch at once
+                emit("tune_start", {"index": i})
+                pos = iter(range(cfg.max_length))
+
+                def on_token(tok: str, i: int = i, pos=pos) -> None:
+                    emit("token", {"index": i, "pos": next(pos), "token": tok})
+
+                jobs.append(batcher.submit(Job(cfg, i, on_token, cancel, deadline)))
+            for i, job in enumerate(jobs):
+                job.done.wait()
+                if job.error is not None:
+                    raise job.error
+                tune = job.result
+                with self._lock:
+                    self.tokens_generated += len(tune.tokens)
+                tid = self.archive.add(NewTune(entry.id, seed, i, settings, tune.tokens,
+                                               next((t for t in tune.tokens[:1] if t.startswith("M:")), None),
+                                               next((t for t in tune.tokens[1:2] if t.startswith("K:")), None),
+                                               tune.truncated, tune.logprob))
+                emit("tune", self.tune_view(self.archive.get(tid)))
+            emit("done", {"seed": seed, "num_tunes": form.num_tunes})
+        except Cancelled as e:
+            cancel.set()  # the request's other tunes stop too
+            with self._lock:
+                self.cancelled += 1
+            emit("error", {"error": f"stopped: {e}" if cancel.is_set() else
+                           f"the request ran past {self.limits.request_timeout_s:g} s: {e}"})
+        except FolkRNNError as e:
+            cancel.set()
+            emit("error", {"error": str(e)})
+        except Exception:  # a bug: log it, tell the client, keep serving
+            cancel.set()
+            log.exception("generation failed")
+            emit("error", {"error": "internal error while generating (see the server's log)"})
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def tune_view(self, rec, key: str | None = None) -> dict:
+        """A tune as the page shows it: the record plus ABC text and the command line."""
+        d = rec.to_dict()
+        key = key or rec.settings.get("key") or "C"
+        form = Compose(**{k: v for k, v in rec.settings.items() if k in Compose.__dataclass_fields__})
+        entry = self.models.get(rec.model)
+        label, vocab = (entry.label, entry.ckpt.vocab) if entry else (rec.model, Vocabulary.v2())
+        try:
+            cmd = command_line(compose_config(form, vocab, rec.seed), key, label)
+        except FolkRNNError as e:  # settings this server no longer accepts
+            cmd = f"(cannot be made again here: {e})"
+        d["command"] = f"{cmd}   # tune {rec.index + 1} of {form.num_tunes}"
+        title = rec.title or f"folkrnn tune {rec.id}"
+        comments = [f"folkrnn studio: model {rec.model}, seed {rec.seed}, tune {rec.index + 1}, "
+                    f"temperature {form.temperature}" + (f", top-k {form.top_k}" if form.top_k else "")
+                    + (f", top-p {form.top_p}" if form.top_p else ""),
+                    f"made again by: {d['command']}"]
+        if rec.truncated:
+            comments.append("stopped at the length cap")
+        try:
+            d["abc"], d["dropped"] = tune_abc(rec.tokens, key=key, x=rec.id, title=title, comments=comments)
+            d["abc_error"] = None
+        except FolkRNNError as e:
+            d["abc"], d["dropped"], d["abc_error"] = None, [], str(e)
+        d["mode_name"] = _mode_name(rec.mode)
+        d["key"] = key
+        return d
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
+    """The FastAPI application serving `studio`. `allowed_hosts`: the Host header
+    values accepted (None: any); a studio on loopback accepts only loopback names, so
+    a web page elsewhere cannot reach it through DNS rebinding."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+
+    @asynccontextmanager
+    async def lifespan(app):
+        studio.slots = Slots(studio.limits)
+        yield
+        for b in studio.batchers.values():
+            b.close()
+        studio.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="folkrnn studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    limits = studio.limits
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    # -- errors and limits --------------------------------------------------------------------
+    @app.exception_handler(FolkRNNError)
+    async def _user_error(request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(Busy)
+    async def _busy(request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers={"Retry-After": "2"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc):
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+            msg = err.get("msg", "invalid")
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+
+    def _tune(tune_id: int):
+        try:
+            return studio.archive.get(tune_id)
+        except KeyError:
+            raise HTTPException(404, f"no tune {tune_id} in the archive") from None
+
+    @app.exception_handler(HTTPException)
+    async def _http(request, exc):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    # -- the page -------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    static_files = {p.name: p for p in STATIC.iterdir() if p.is_file()}  # a fixed list, read once
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        path = static_files.get(name)
+        if path is None:
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(path)
+
+    @app.get("/vendor/abcjs.js", include_in_schema=False)
+    async def abcjs():
+        if studio.abcjs is None:
+            raise HTTPException(404, "abcjs is not installed (run `npm ci` in the folkrnn checkout)")
+        return FileResponse(studio.abcjs, media_type="text/javascript")
+
+    # -- api --------------------------------------------------------------------------------------
+    @app.get("/api/info")
+    async def info():
+        return {
+            "models": [{"id": m.id, "label": m.label, "hidden_size": m.ckpt.model.config.hidden_size,
+                        "num_layers": m.ckpt.model.config.num_layers} for m in studio.models.values()],
+            "default_model": studio.default_model,
+            "meters": [m[2:] for m in METERS],
+            "modes": ["major", "minor", "dorian", "mixolydian"],
+            "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
+            "missing": {"abcjs": None if studio.abcjs else "staff notation needs abcjs: run `npm ci` in the folkrnn checkout",
+                        "audio": studio.audio_missing},
+            "active": studio.active,
+            "tokens_generated": studio.tokens_generated,
+            "cancelled": studio.cancelled,
+            "archive": {"path": studio.archive.path, "tunes": await asyncio.to_thread(studio.archive.count)},
+        }
+
+    @app.post("/api/prime")
+    def check_prime(body: PrimeBody):
+        entry = studio.model(body.model)
+        if len(body.prime) > limits.max_prime_chars:
+            raise FolkRNNError(f"prime: at most {limits.max_prime_chars} characters, got {len(body.prime)}")
+        from folkrnn.sample import compile_prime
+
+        toks = prime_tokens(body.prime, body.prime_format, body.meter, body.mode)
+        compile_prime(entry.ckpt.vocab, toks)
+        return {"tokens": list(toks)}
+
+    @app.post("/api/generate")
+    async def generate(body: ComposeBody):
+        form, entry = studio.check_form(body)
+        seed = form.seed if form.seed is not None else secrets.randbelow(2**32)
+        await asyncio.to_thread(compose_config, form, entry.ckpt.vocab, seed)  # bad settings -> 400 before streaming
+        await studio.slots.acquire()
+        loop = asyncio.get_running_loop()
+        mailbox = Mailbox(loop)
+        cancel = threading.Event()
+        deadline = time.monotonic() + limits.request_timeout_s
+
+        def work() -> None:
+            try:
+                studio.generate(form, entry, seed, mailbox.put, cancel, deadline)
+            finally:
+                mailbox.close()
+
+        try:
+            future = loop.run_in_executor(studio.pool, work)
+        except BaseException:
+            studio.slots.release()
+            raise
+        future.add_done_callback(lambda _f: studio.slots.release())
+
+        async def events():
+            try:
+                yield _sse("start", {"seed": seed, "model": entry.id, "num_tunes": form.num_tunes,
+                                     "settings": {**form.to_dict(), "seed": seed}})
+                while True:
+                    batch, closed = await mailbox.take()
+                    if batch:
+                        yield b"".join(_sse(e, d) for e, d in batch)
+                    if closed:
+                        break
+            finally:
+                cancel.set()  # the client went away (or we are done): stop the worker
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.get("/api/tunes")
+    def tunes(meter: str | None = None, mode: str | None = None, model: str | None = None,
+              starred: bool | None = None, q: str | None = None, limit: int = 50, offset: int = 0):
+        if not 1 <= limit <= 500:
+            raise FolkRNNError(f"limit must be in 1..500, got {limit}")
+        if offset < 0:
+            raise FolkRNNError(f"offset must be >= 0, got {offset}")
+        from folkrnn.sample import parse_meter, parse_mode
+
+        query = Query(meter=parse_meter(meter) if meter else None, mode=parse_mode(mode) if mode else None,
+                      model=model or None, starred=starred, text=(q or None), limit=limit, offset=offset)
+        recs = studio.archive.search(query)
+        return {"total": studio.archive.count(query), "tunes": [studio.tune_view(r) for r in recs],
+                "models": studio.archive.models()}
+
+    @app.get("/api/tunes/{tune_id}")
+    def get_tune(tune_id: int, key: str | None = None):
+        return studio.tune_view(_tune(tune_id), key)
+
+    @app.patch("/api/tunes/{tune_id}")
+    def patch_tune(tune_id: int, body: TunePatch):
+        try:
+            rec = studio.archive.update(tune_id, title=body.title, starred=body.starred, note=body.note)
+        except KeyError:
+            raise HTTPException(404, f"no tune {tune_id} in the archive") from None
+        return studio.tune_view(rec)
+
+    @app.delete("/api/tunes/{tune_id}")
+    def delete_tune(tune_id: int):
+        if studio.archive.delete([tune_id]) == 0:
+            raise HTTPException(404, f"no tune {tune_id} in the archive")
+        return {"deleted": 1}
+
+    @app.post("/api/delete")
+    def delete_many(body: Ids):
+        return {"deleted": studio.archive.delete(body.ids)}
+
+    def _check_key(key: str | None, rec) -> str:
+        from folkrnn.abc import parse_key
+
+        key = key or rec.settings.get("key") or "C"
+        parse_key(key)
+        return key
+
+    def _check_tempo(tempo: float) -> float:
+        if not 20 <= tempo <= 400:
+            raise FolkRNNError(f"tempo must be in 20..400 beats per minute, got {tempo:g}")
+        return tempo
+
+    def _filename(rec, ext: str) -> str:
+        import re
+
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", rec.title).strip("-")[:60] or f"folkrnn-{rec.id}"
+        return f"{stem}.{ext}"
+
+    @app.get("/api/tunes/{tune_id}/abc")
+    def tune_abc_file(tune_id: int, key: str | None = None):
+        rec = _tune(tune_id)
+        view = studio.tune_view(rec, _check_key(key, rec))
+        if view["abc"] is None:
+            raise FolkRNNError(f"tune {tune_id}: {view['abc_error']}")
+        return Response(view["abc"], media_type="text/vnd.abc; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{_filename(rec, "abc")}"'})
+
+    @app.get("/api/tunes/{tune_id}/midi")
+    def tune_midi_file(tune_id: int, key: str | None = None, tempo: float = 100):
+        rec = _tune(tune_id)
+        data = tune_midi(rec.tokens, _check_key(key, rec), _check_tempo(tempo), title=rec.title or None)
+        return Response(data, media_type="audio/midi",
+                        headers={"Content-Disposition": f'attachment; filename="{_filename(rec, "mid")}"'})
+
+    @app.get("/api/tunes/{tune_id}/wav")
+    def tune_wav_file(tune_id: int, key: str | None = None, tempo: float = 100, download: bool = False):
+        rec = _tune(tune_id)
+        key, tempo = _check_key(key, rec), _check_tempo(tempo)
+        if studio.audio_missing:
+            raise HTTPException(501, f"audio is unavailable: {studio.audio_missing}; download the MIDI file instead")
+        if not studio.renders.acquire(blocking=False):
+            raise Busy(503, "the studio is busy rendering audio; try again shortly")
+        try:
+            data = tune_wav(rec.tokens, key, tempo)
+        finally:
+            studio.renders.release()
+        headers = {"Cache-Control": "max-age=3600"}
+        if download:
+            headers["Content-Disposition"] = f'attachment; filename="{_filename(rec, "wav")}"'
+        return Response(data, media_type="audio/wav", headers=headers)
+
+    @app.post("/api/export")
+    def export(body: Ids):
+        if len(body.ids) > limits.max_export:
+            raise FolkRNNError(f"export at most {limits.max_export} tunes at once, got {len(body.ids)}")
+        recs = studio.archive.search(Query(ids=tuple(body.ids), limit=len(body.ids)))
+        if not recs:
+            raise HTTPException(404, "none of those tunes is in the archive")
+        texts = []
+        for rec in sorted(recs, key=lambda r: r.id):
+            view = studio.tune_view(rec)
+            texts.append(view["abc"] or f"% tune {rec.id} is not a well-formed transcription ({view['abc_error']})\n")
+        return Response("\n".join(texts), media_type="text/vnd.abc; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="folkrnn-tunes.abc"'})
+
+    @app.post("/api/inspect")
+    def inspect_tune(body: InspectBody):
+        given = [x for x in (body.id, body.tokens, body.abc) if x is not None]
+        if len(given) != 1:
+            raise FolkRNNError("inspect one tune: give exactly one of id, tokens or abc")
+        entry = studio.model(body.model)
+        if body.id is not None:
+            toks = _tune(body.id).tokens
+        elif body.tokens is not None:
+            toks = body.tokens.split()
+        else:
+            from folkrnn.abc import tune_to_tokens
+
+            toks = tune_to_tokens(body.abc, strict=False)
+        if not toks:
+            raise FolkRNNError("the tune has no tokens")
+        if len(toks) > limits.max_tokens:
+            raise FolkRNNError(f"the tune has {len(toks)} tokens, over the limit of {limits.max_tokens}")
+        steps = token_probabilities(entry.ckpt.model, entry.ckpt.vocab, toks, body.k)
+        nll = -sum(__import__("math").log(max(s.p, 1e-300)) for s in steps)
+        return {"model": entry.id, "tokens": toks, "mean_nll": nll / len(steps),
+                "steps": [{"token": s.token, "p": s.p, "rank": s.rank, "alternatives": s.alternatives} for s in steps]}
+
+    return app
+
+
+def load_studio(model_specs: list[str], db: str | Path, limits: Limits = Limits()) -> Studio:
+    """Load the models (`default`, checkpoints, pickles) and open the archive."""
+    from folkrnn.checkpoint import load_model
+
+    entries: list[ModelEntry] = []
+    for spec in model_specs:
+        ckpt = load_model(spec)
+        ident = spec if spec == "default" else Path(spec).stem
+        base, n = ident, 2
+        while ident in {e.id for e in entries}:
+            ident, n = f"{base}-{n}", n + 1
+        entries.append(ModelEntry(ident, spec, ckpt, Stepper(ckpt.model)))
+    return Studio(entries, Archive(db), limits, find_abcjs())

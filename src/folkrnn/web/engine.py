@@ -1,0 +1,439 @@
+"""The studio's view of the library: settings -> a token stream, a tune -> its files.
+
+`Compose` is what the Compose form sends, checked (`compose_config`); `TuneStream`
+generates one tune at batch 1 and yields its tokens as they are drawn, with exactly
+the arithmetic and randomness of `folkrnn.sample.sample` (tune `index` of a request
+is tune `index` of `folkrnn generate` with the same settings), so a seed written in
+the archive makes the tune again anywhere. `token_probabilities` is the Inspect
+view's teacher forcing: the model's probability of each token of a given tune, with
+the alternatives.
+
+Nothing here knows about HTTP; the server (`folkrnn.web.app`) calls these functions
+in worker threads.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from folkrnn.errors import FolkRNNError
+from folkrnn.model import FolkRNN
+from folkrnn.sample import (
+    KEY_WILDCARD,
+    METER_WILDCARD,
+    WILDCARD,
+    SampleConfig,
+    Stepper,
+    Tune,
+    base_allowed,
+    compile_prime,
+    draw,
+    drop_unwritable,
+    filter_logits,
+    make_prime,
+    parse_meter,
+    parse_mode,
+    uniforms,
+)
+from folkrnn.vocab import BOS, EOS, Vocabulary
+
+log = logging.getLogger(__name__)
+
+PRIME_FORMATS = ("tokens", "abc")
+
+
+class Cancelled(Exception):
+    """The client went away or the request ran out of time; the tune is dropped."""
+
+
+@dataclass(frozen=True)
+class Compose:
+    """The Compose form. `meter`/`mode` None = the model chooses; `key` is the tonic the
+    ABC is written in; `prime` is ABC or space-separated v2 tokens (wildcards `*`,
+    `M:*`, `K:*` allowed); `seed` None = a fresh one chosen by the server."""
+
+    model: str = "default"
+    meter: str | None = None
+    mode: str | None = None
+    key: str = "C"
+    prime: str = ""
+    prime_format: str = "tokens"
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    num_tunes: int = 1
+    max_tokens: int = 1000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None = None) -> tuple[str, ...]:
+    """The sampler's prime from the form's prime text (never a file name: the server
+    reads no files on a client's behalf). It always opens with a meter and a key token,
+    wildcards where the model chooses, so that every tune can be written as ABC.
+
+    ABC without a `K:` line is read as a tune body in the chosen meter and mode (4/4
+    and major when the model chooses them, which then stay wildcards).
+
+    >>> prime_tokens("", "tokens")
+    ('M:*', 'K:*')
+    >>> prime_tokens("|: G A B", "tokens", meter="6/8")
+    ('M:6/8', 'K:*', '|:', 'G', 'A', 'B')
+    >>> prime_tokens("|: GAB c2", "abc", mode="dorian")
+    ('M:*', 'K:Cdor', '|:', 'G', 'A', 'B', 'c', '2')
+    >>> prime_tokens("X:1\\nM:6/8\\nK:G\\nGAB", "abc")
+    ('M:6/8', 'K:Cmaj', 'c', 'd', 'e')
+    """
+    if fmt not in PRIME_FORMATS:
+        raise FolkRNNError(f"prime format must be one of {', '.join(PRIME_FORMATS)}, got {fmt!r}")
+    text = text.strip()
+    if fmt == "tokens" or not text:
+        toks = text.split()
+    else:
+        from folkrnn.abc import tune_to_tokens
+
+        has_head = re.search(r"^[ \t]*K:", text, re.M) is not None
+        if not has_head:
+            m_tok = parse_meter(meter) if meter else "M:4/4"
+            k_tok = parse_mode(mode) if mode else "K:Cmaj"
+            text = f"X:1\nM:{m_tok[2:]}\nL:1/8\nK:C{k_tok[3:]}\n{text}\n"
+        try:
+            toks = tune_to_tokens(text, strict=False)
+        except FolkRNNError as e:
+            raise FolkRNNError(f"prime: {e}") from None
+        if not has_head:
+            toks = [m_tok if meter else METER_WILDCARD, k_tok if mode else KEY_WILDCARD, *toks[2:]]
+    toks = list(make_prime(toks, meter, mode))
+    m = toks.pop(0) if toks and toks[0].startswith("M:") else METER_WILDCARD
+    k = toks.pop(0) if toks and toks[0].startswith("K:") else KEY_WILDCARD
+    return (m, k, *toks)
+
+
+def compose_config(form: Compose, vocab: Vocabulary, seed: int) -> SampleConfig:
+    """A checked SampleConfig for the form (FolkRNNError with a one-line reason)."""
+    from folkrnn.abc import parse_key
+
+    parse_key(form.key)
+    prime = prime_tokens(form.prime, form.prime_format, form.meter, form.mode)
+    cfg = SampleConfig(num_tunes=form.num_tunes, temperature=form.temperature, seed=seed, top_k=form.top_k,
+                       top_p=form.top_p, prime=prime, max_length=form.max_tokens, batch_size=1)
+    compile_prime(vocab, cfg.prime)  # names every unknown token
+    return cfg
+
+
+def command_line(cfg: SampleConfig, key: str, model_label: str) -> str:
+    """The `folkrnn generate` command that makes the same tunes as `cfg`.
+
+    >>> command_line(SampleConfig(num_tunes=2, seed=7, prime=("M:6/8", "K:*", "|:", "G")), "D", "default")
+    "folkrnn generate -m default --seed 7 -n 2 --prime 'M:6/8 K:* |: G' --key D"
+    """
+    import shlex
+
+    parts = ["folkrnn", "generate", "-m", model_label, "--seed", str(cfg.seed), "-n", str(cfg.num_tunes)]
+    if cfg.temperature != 1.0:
+        parts += ["-t", repr(cfg.temperature)]
+    if cfg.top_k is not None:
+        parts += ["--top-k", str(cfg.top_k)]
+    if cfg.top_p is not None:
+        parts += ["--top-p", repr(cfg.top_p)]
+    if cfg.prime:
+        parts += ["--prime", " ".join(cfg.prime)]
+    if cfg.max_length != SampleConfig.max_length:
+        parts += ["--max-length", str(cfg.max_length)]
+    parts += ["--key", key]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+# -- generation, one token at a time --------------------------------------------------------
+class _Draw:
+    """The sampler's per-token decision for one tune, fed the logits of each step:
+    masks of the prime, temperature, top-k/top-p, the counter-based draw for
+    (seed, index, position), forced prime tokens, the running log-probability."""
+
+    def __init__(self, vocab: Vocabulary, cfg: SampleConfig, index: int):
+        prime = compile_prime(vocab, cfg.prime)
+        self.vocab, self.cfg, self.index = vocab, cfg, np.array([index])
+        self.fixed = prime.fixed.numpy()
+        self.mask_prime = np.where(prime.allowed.numpy(), 0.0, -np.inf)
+        self.mask_base = np.where(base_allowed(vocab).numpy(), 0.0, -np.inf)
+        self.inv_t = 1.0 / cfg.temperature
+        self.pos = 0
+        self.ids: list[int] = []
+        self.lp = 0.0
+        self.ended = False
+
+    def __call__(self, z: np.ndarray) -> int | None:
+        """z: (1, V) float64 logits for the next position -> the token id drawn, or
+        None when the tune is over (`</s>` drawn, or the length cap reached)."""
+        cfg, pos = self.cfg, self.pos
+        zt = z * self.inv_t if cfg.temperature != 1.0 else z.copy()
+        zt += self.mask_prime[pos] if pos < len(self.fixed) else self.mask_base
+        zt = filter_logits(zt, cfg.top_k, cfg.top_p)
+        tok = int(draw(zt, uniforms(cfg.seed, self.index, np.array([pos])))[0])
+        if pos < len(self.fixed) and self.fixed[pos] >= 0:
+            tok = int(self.fixed[pos])
+        m = z.max()
+        self.lp += float(z[0, tok] - m - np.log(np.exp(z[0] - m).sum()))
+        self.pos += 1
+        if tok == self.vocab.eos:
+            self.ended = True
+            return None
+        self.ids.append(tok)
+        return tok if self.pos < cfg.max_length else None
+
+    @property
+    def last(self) -> str:
+        return self.vocab.tokens[self.ids[-1]]
+
+    def tune(self) -> Tune:
+        return Tune(int(self.index[0]), self.vocab.decode(self.ids), self.lp, not self.ended)
+
+
+class TuneStream:
+    """Iterate to get tune `index`'s tokens as they are drawn; then `.tune` holds it.
+
+    Same draws as `sample(model, vocab, cfg)`'s tune `index` (see the module docstring);
+    `cancel` (checked every step) or `deadline` (time.monotonic()) raise Cancelled.
+    ~0.7 ms per token for the v2 model on one CPU thread. The server runs `Batcher`,
+    which steps all the tunes being made together; this is its one-tune reference."""
+
+    def __init__(self, step: Stepper, vocab: Vocabulary, cfg: SampleConfig, index: int,
+                 cancel: threading.Event | None = None, deadline: float | None = None):
+        self.step, self.vocab, self.cfg, self.index = step, vocab, cfg, index
+        self.cancel, self.deadline = cancel, deadline
+        self.tune: Tune | None = None
+
+    @torch.inference_mode()
+    def __iter__(self) -> Iterator[str]:
+        d = _Draw(self.vocab, self.cfg, self.index)
+        state = self.step.initial_state(1)
+        inp = self.vocab.bos
+        while True:
+            if (self.cancel is not None and self.cancel.is_set()) or (self.deadline is not None and time.monotonic() > self.deadline):
+                raise Cancelled(f"tune {self.index + 1} stopped after {d.pos} tokens")
+            logits, state = self.step(torch.tensor([inp]), state)
+            tok = d(logits.numpy().astype(np.float64))
+            if d.ids and (tok is not None or not d.ended):
+                yield d.last
+            if tok is None:
+                break
+            inp = tok
+        self.tune = d.tune()
+
+
+@dataclass(eq=False)
+class Job:
+    """A tune for the `Batcher`: `on_token(token)` for each token as drawn (from the
+    batcher's thread); when it ends, `result` (a Tune) or `error` is set and `done` is."""
+
+    cfg: SampleConfig
+    index: int
+    on_token: Callable[[str], None]
+    cancel: threading.Event | None = None
+    deadline: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Tune | None = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Continuous batching for the server: one thread steps every tune being made, by
+    whichever client, as one batch (a new tune joins at the next step, a finished or
+    cancelled one leaves), so 20 clients cost about one batched step per token rather
+    than 20 steps fighting for the cores and the GIL. Each tune's draws are its own
+    (`_Draw`), the same as `TuneStream`'s and the sampler's."""
+
+    def __init__(self, step: Stepper, vocab: Vocabulary, name: str = "folkrnn-batch"):
+        self.step, self.vocab = step, vocab
+        self._cv = threading.Condition()
+        self._new: list[Job] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self.steps = 0  # batched steps taken (for tests and benchmarks)
+        self.max_rows = 0
+
+    def submit(self, job: Job) -> Job:
+        with self._cv:
+            if self._stop:
+                raise RuntimeError("the batcher is stopped")
+            self._new.append(job)
+            self._cv.notify()
+        return job
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(5)
+
+    @torch.inference_mode()
+    def _run(self) -> None:
+        torch.set_num_threads(1)
+        rows: list[tuple[Job, _Draw]] = []
+        h = c = None
+        inp = np.zeros(0, dtype=np.int64)
+        while True:
+            with self._cv:
+                while not rows and not self._new and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    for job, _ in rows:
+                        self._finish(job, error=Cancelled("the server is stopping"))
+                    for job in self._new:
+                        self._finish(job, error=Cancelled("the server is stopping"))
+                    return
+                new, self._new = self._new, []
+            for job in new:
+                try:
+                    d = _Draw(self.vocab, job.cfg, job.index)
+                except BaseException as e:  # a bad prime: the job fails, the batch goes on
+                    self._finish(job, error=e)
+                    continue
+                h0, c0 = self.step.initial_state(1)
+                h = h0 if h is None else torch.cat([h, h0], 1)
+                c = c0 if c is None else torch.cat([c, c0], 1)
+                inp = np.append(inp, self.vocab.bos)
+                rows.append((job, d))
+            if not rows:
+                continue
+            self.max_rows = max(self.max_rows, len(rows))
+            try:
+                logits, (h, c) = self.step(torch.from_numpy(inp), (h, c))
+                z = logits.numpy().astype(np.float64)
+                self.steps += 1
+                keep = []
+                for r, (job, d) in enumerate(rows):
+                    if (job.cancel is not None and job.cancel.is_set()) or (job.deadline is not None and time.monotonic() > job.deadline):
+                        self._finish(job, error=Cancelled(f"tune {job.index + 1} stopped after {d.pos} tokens"))
+                        continue
+                    tok = d(z[r : r + 1])
+                    if d.ids and (tok is not None or not d.ended):
+                        job.on_token(d.last)
+                    if tok is None:
+                        self._finish(job, result=d.tune())
+                        continue
+                    inp[r] = tok
+                    keep.append(r)
+            except BaseException as e:  # a bug: fail every tune in the batch, keep the thread
+                log.exception("batched step failed")
+                for job, _ in rows:
+                    if not job.done.is_set():
+                        self._finish(job, error=e)
+                keep = []
+            if len(keep) < len(rows):
+                rows = [rows[r] for r in keep]
+                if rows:
+                    kt = torch.tensor(keep)
+                    h, c, inp = h[:, kt].contiguous(), c[:, kt].contiguous(), inp[keep]
+                else:
+                    h = c = None
+                    inp = np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def _finish(job: Job, result: Tune | None = None, error: BaseException | None = None) -> None:
+        job.result, job.error = result, error
+        job.done.set()
+
+
+# -- a tune's files ---------------------------------------------------------------------------
+def tune_abc(tokens: Sequence[str], key: str = "C", x: int = 1, title: str | None = None,
+             comments: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """(ABC text, tokens left out because ABC cannot place them); FolkRNNError if the
+    tokens are not a transcription at all (no meter/key)."""
+    from folkrnn.abc import tokens_to_abc
+
+    kept, dropped = drop_unwritable(tokens)
+    notes = list(comments)
+    if dropped:
+        notes.append(f"left out {len(dropped)} token(s) ABC cannot place: {' '.join(dropped[:20])}")
+    return tokens_to_abc(kept, key=key, x=x, title=title, comments=notes), dropped
+
+
+def tune_midi(tokens: Sequence[str], key: str = "C", tempo: float = 100, title: str | None = None) -> bytes:
+    """A type-0 MIDI file of the tune in `key`, `tempo` beats per minute (the meter's beat)."""
+    from folkrnn.midi import key_shift, tune_to_midi
+
+    kept, _ = drop_unwritable(tokens)
+    mid = tune_to_midi(kept, tempo=tempo, transpose=key_shift(key), title=title)
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    return buf.getvalue()
+
+
+def audio_missing() -> str | None:
+    """Why WAV cannot be rendered here (None when fluidsynth and a soundfont are installed)."""
+    import shutil
+
+    from folkrnn.midi import find_soundfont
+
+    if shutil.which("fluidsynth") is None:
+        return "fluidsynth is not installed (apt-get install fluidsynth fluid-soundfont-gm)"
+    if find_soundfont() is None:
+        return "no General MIDI soundfont is installed (apt-get install fluid-soundfont-gm)"
+    return None
+
+
+def tune_wav(tokens: Sequence[str], key: str = "C", tempo: float = 100, sample_rate: int = 22050) -> bytes:
+    """The tune rendered by fluidsynth (in a private temporary folder, removed after)."""
+    from folkrnn.midi import render_wav
+
+    midi = tune_midi(tokens, key, tempo)
+    with tempfile.TemporaryDirectory(prefix="folkrnn-studio-") as d:
+        mp, wp = Path(d) / "tune.mid", Path(d) / "tune.wav"
+        mp.write_bytes(midi)
+        render_wav(mp, wp, sample_rate=sample_rate)
+        return wp.read_bytes()
+
+
+# -- Inspect: teacher forcing ----------------------------------------------------------------
+@dataclass
+class StepProbs:
+    """Position t of a tune: the token there, the model's probability of it given the
+    tokens before, its rank (1 = most probable) and the `k` most probable tokens."""
+
+    token: str
+    p: float
+    rank: int
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def token_probabilities(model: FolkRNN, vocab: Vocabulary, tokens: Sequence[str], k: int = 5) -> list[StepProbs]:
+    """Feed `<s> tokens` and read p(token_t | <s>, tokens_<t) at every position,
+    `</s>` included at the end (temperature 1, no filtering).
+
+    tokens: T strings (without `<s>`/`</s>`) -> T + 1 StepProbs."""
+    toks = [t for t in tokens if t not in (BOS, EOS)]
+    ids = vocab.encode(toks, where="the tune")
+    x = torch.tensor([[vocab.bos, *ids]])
+    logits, _ = model(x.to(model.out.weight.device))
+    p = torch.softmax(logits[0].double(), -1).cpu()  # (T+1, V)
+    target = torch.tensor([*ids, vocab.eos])
+    chosen = p.gather(1, target[:, None])[:, 0]
+    rank = (p > chosen[:, None]).sum(1) + 1
+    top_p, top_i = torch.topk(p, min(k, len(vocab)), dim=-1)
+    out = []
+    for t in range(len(target)):
+        alts = [(vocab.tokens[i], round(float(q), 6)) for i, q in zip(top_i[t].tolist(), top_p[t].tolist())]
+        out.append(StepProbs(vocab.tokens[int(target[t])], round(float(chosen[t]), 6), int(rank[t]), alts))
+    return out
+
+
+__all__ = [
+    "Batcher", "Cancelled", "Job", "Compose", "PRIME_FORMATS", "StepProbs", "TuneStream", "WILDCARD", "audio_missing", "command_line",
+    "compose_config", "prime_tokens", "token_probabilities", "tune_abc", "tune_midi", "tune_wav",
+]

@@ -1,0 +1,503 @@
+// folkrnn studio: the page. Plain JS, no build step; talks to the server's /api only.
+// Views: Compose (stream tokens, show tunes), Archive (search, star, export, delete),
+// Inspect (the model's probability of every token). A view registers in VIEWS, so a
+// later one (unit heatmaps, interventions) adds a section and an entry here.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+const KEYS = ["C", "G", "D", "A", "E", "B", "F", "Bb", "Eb", "Ab"];
+const state = { info: null, abcjs: false, controller: null };
+
+// -- helpers ------------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const opts = { ...options, headers: { "Content-Type": "application/json", ...(options.headers || {}) } };
+  if (opts.body && typeof opts.body !== "string") opts.body = JSON.stringify(opts.body);
+  const res = await fetch(path, opts);
+  if (!res.ok) {
+    let msg = `${res.status} ${res.statusText}`;
+    try { msg = (await res.json()).error || msg; } catch (_) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return res;
+}
+
+function notice(text, kind = "warn") {
+  const p = document.createElement("p");
+  p.className = `notice ${kind}`;
+  p.textContent = text;
+  $("#notices").append(p);
+}
+
+function fillSelect(sel, values, labels) {
+  for (const [i, v] of values.entries()) {
+    const o = document.createElement("option");
+    o.value = v;
+    o.textContent = labels ? labels[i] : v;
+    sel.append(o);
+  }
+}
+
+function debounce(fn, ms) {
+  let t = null;
+  return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
+}
+
+function showView(name) {
+  for (const b of $$("nav [role=tab]")) b.setAttribute("aria-selected", String(b.dataset.view === name));
+  for (const s of $$("main > .view")) s.hidden = s.dataset.view !== name;
+  if (name === "archive") searchArchive();
+}
+
+// -- a tune card ------------------------------------------------------------------------------
+function renderTune(tune, container, { replace = false } = {}) {
+  const card = $("#tune-card").content.firstElementChild.cloneNode(true);
+  card.dataset.id = tune.id;
+  const star = $(".star", card);
+  const setStar = (on) => { star.textContent = on ? "★" : "☆"; star.setAttribute("aria-pressed", String(on)); };
+  setStar(tune.starred);
+  star.addEventListener("click", async () => {
+    const on = star.getAttribute("aria-pressed") !== "true";
+    try { await api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { starred: on } }); setStar(on); }
+    catch (e) { notice(e.message, "error"); }
+  });
+  const title = $(".title", card);
+  title.value = tune.title;
+  title.addEventListener("change", async () => {
+    try {
+      const fresh = await (await api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { title: title.value } })).json();
+      tune.title = fresh.title;
+      tune.abc = fresh.abc;
+      $(".abc", card).textContent = fresh.abc || $(".abc", card).textContent;
+      if (state.abcjs && tune.abc) drawStaff();  // the score's heading is the title
+    } catch (e) { notice(e.message, "error"); }
+  });
+  const note = $(".note", card);
+  note.value = tune.note;
+  note.addEventListener("change", () => api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { note: note.value } })
+    .catch((e) => notice(e.message, "error")));
+  const s = tune.settings;
+  const bits = [`#${tune.id}`, tune.meter ? tune.meter.slice(2) : "?", tune.mode_name ? `${tune.key} ${tune.mode_name}` : "?",
+    `${tune.tokens.length} tokens`, `seed ${tune.seed}`, `tune ${tune.index + 1}`, `T ${s.temperature}`];
+  if (tune.truncated) bits.push("stopped at the length cap");
+  $(".meta", card).textContent = bits.join(" · ");
+  $(".abc", card).textContent = tune.abc || `not a well-formed transcription: ${tune.abc_error}\n${tune.tokens.join(" ")}`;
+  $(".command", card).textContent = tune.command;
+
+  const staff = $(".staff", card);
+  const score = { visual: null };  // abcjs's drawing, redrawn when the title changes
+  const drawStaff = () => {
+    score.visual = window.ABCJS.renderAbc(staff, tune.abc, { responsive: "resize", add_classes: true, paddingtop: 0, paddingbottom: 4 })[0];
+    score.timingsTempo = null;
+  };
+  if (tune.abc && state.abcjs) {
+    drawStaff();
+  } else {
+    staff.classList.add("empty");
+    staff.textContent = tune.abc ? "Staff notation unavailable: abcjs is not installed (run `npm ci` in the folkrnn checkout)."
+      : "This tune cannot be written as ABC (see below).";
+    $(".abc-text", card).open = true;
+  }
+
+  const key = encodeURIComponent(tune.key);
+  const tempoInput = $(".tempo input", card);
+  const tempoOut = $(".tempo output", card);
+  const links = () => {
+    const t = tempoInput.value;
+    $(".dl-abc", card).href = `/api/tunes/${tune.id}/abc?key=${key}`;
+    $(".dl-midi", card).href = `/api/tunes/${tune.id}/midi?key=${key}&tempo=${t}`;
+    $(".dl-wav", card).href = `/api/tunes/${tune.id}/wav?key=${key}&tempo=${t}&download=true`;
+  };
+  links();
+  setupPlayer(card, tune, score, tempoInput, tempoOut, links);
+  $(".inspect-btn", card).addEventListener("click", () => { $("#i-id").value = tune.id; $("#i-text").value = ""; showView("inspect"); runInspect(); });
+  $(".reuse", card).addEventListener("click", () => reuseSettings(tune));
+  if (replace) container.replaceChildren(card); else container.append(card);
+  return card;
+}
+
+function setupPlayer(card, tune, score, tempoInput, tempoOut, links) {
+  const audio = $("audio", card);
+  const play = $(".play", card);
+  const note = $(".audio-note", card);
+  const missing = state.info.missing.audio;
+  if (missing || !tune.abc) {
+    play.disabled = true;
+    $(".dl-wav", card).classList.add("disabled");
+    $(".dl-wav", card).removeAttribute("href");
+    note.textContent = missing ? `No audio: ${missing}. Download the MIDI file to listen.` : "";
+    return;
+  }
+  let timings = null, lit = [], frame = null, cursor = null;
+  const svg = () => $(".staff svg", card);
+  const clear = () => { for (const el of lit) el.classList.remove("playing"); lit = []; };
+  const moveCursor = (ev) => {
+    const s = svg();
+    if (!s) return;
+    if (!cursor || !s.contains(cursor)) {
+      cursor = document.createElementNS("http://www.w3.org/2000/svg", "line");
+      cursor.setAttribute("class", "cursor");
+      s.append(cursor);
+    }
+    cursor.setAttribute("x1", ev.left - 2); cursor.setAttribute("x2", ev.left - 2);
+    cursor.setAttribute("y1", ev.top); cursor.setAttribute("y2", ev.top + ev.height);
+  };
+  const tick = () => {
+    if (score.visual && timings) {
+      const ms = audio.currentTime * 1000;
+      let i = -1;
+      for (let j = 0; j < timings.length && timings[j].milliseconds <= ms; j++) if (timings[j].type === "event") i = j;
+      if (i >= 0) {
+        clear();
+        for (const group of timings[i].elements || []) for (const el of group) { el.classList.add("playing"); lit.push(el); }
+        moveCursor(timings[i]);
+      }
+    }
+    if (!audio.paused) frame = requestAnimationFrame(tick);
+  };
+  const src = () => `/api/tunes/${tune.id}/wav?key=${encodeURIComponent(tune.key)}&tempo=${tempoInput.value}`;
+  audio.addEventListener("play", () => {
+    play.textContent = "❚❚ Pause";
+    card.classList.add("is-playing");
+    if (score.visual && score.timingsTempo !== tempoInput.value) {
+      timings = score.visual.setTiming(Number(tempoInput.value), 0);
+      score.timingsTempo = tempoInput.value;
+      cursor = null;  // a redrawn score has a new svg
+    }
+    frame = requestAnimationFrame(tick);
+  });
+  const stopped = () => { play.textContent = "▶ Play"; card.classList.remove("is-playing"); cancelAnimationFrame(frame); };
+  audio.addEventListener("pause", stopped);
+  audio.addEventListener("ended", () => { stopped(); clear(); if (cursor) { cursor.remove(); cursor = null; } });
+  audio.addEventListener("error", () => { stopped(); note.textContent = "The audio could not be rendered; download the MIDI file."; });
+  audio.addEventListener("waiting", () => { note.textContent = "rendering…"; });
+  audio.addEventListener("playing", () => { note.textContent = ""; });
+  play.addEventListener("click", () => {
+    if (!audio.paused) { audio.pause(); return; }
+    const u = src();
+    if (audio.dataset.src !== u) { audio.src = u; audio.dataset.src = u; }
+    audio.play().catch((e) => { note.textContent = `cannot play: ${e.message}`; });
+  });
+  tempoInput.addEventListener("input", () => { tempoOut.textContent = tempoInput.value; });
+  tempoInput.addEventListener("change", () => {
+    links();
+    if (!audio.paused) { audio.pause(); const u = src(); audio.src = u; audio.dataset.src = u; audio.play().catch(() => {}); }
+  });
+}
+
+function reuseSettings(tune) {
+  const s = tune.settings;
+  const f = $("#compose-form");
+  f.model.value = state.info.models.some((m) => m.id === tune.model) ? tune.model : state.info.default_model;
+  f.meter.value = s.meter || "";
+  f.mode.value = s.mode || "";
+  f.key.value = s.key || "C";
+  f.prime.value = s.prime || "";
+  for (const r of $$("input[name=prime_format]", f)) r.checked = r.value === (s.prime_format || "tokens");
+  f.temperature.value = s.temperature;
+  f.top_k.value = s.top_k ?? "";
+  f.top_p.value = s.top_p ?? "";
+  f.seed.value = tune.seed;
+  $("#f-lock").checked = true;
+  f.num_tunes.value = s.num_tunes;
+  showView("compose");
+  checkPrime();
+}
+
+// -- Compose ------------------------------------------------------------------------------------
+function composeBody() {
+  const f = $("#compose-form");
+  const num = (v) => (v === "" ? null : Number(v));
+  const body = {
+    model: f.model.value, meter: f.meter.value || null, mode: f.mode.value || null, key: f.key.value,
+    prime: f.prime.value, prime_format: $("input[name=prime_format]:checked", f).value,
+    temperature: Number(f.temperature.value || 1), top_k: num(f.top_k.value), top_p: num(f.top_p.value),
+    seed: $("#f-lock").checked ? num(f.seed.value) : null, num_tunes: Number(f.num_tunes.value || 1),
+  };
+  return body;
+}
+
+const checkPrime = debounce(async () => {
+  const f = $("#compose-form");
+  const out = $("#prime-check");
+  const prime = f.prime.value;
+  if (!prime.trim()) { out.textContent = ""; out.className = "check"; return; }
+  try {
+    const res = await api("/api/prime", { method: "POST", body: {
+      model: f.model.value, prime, prime_format: $("input[name=prime_format]:checked", f).value,
+      meter: f.meter.value || null, mode: f.mode.value || null } });
+    const { tokens } = await res.json();
+    out.textContent = `✓ ${tokens.join(" ")}`;
+    out.className = "check ok";
+  } catch (e) {
+    out.textContent = e.message;
+    out.className = "check bad";
+  }
+}, 250);
+
+function parseEvents(buffer, onEvent) {
+  let idx;
+  while ((idx = buffer.indexOf("\n\n")) >= 0) {
+    const block = buffer.slice(0, idx);
+    buffer = buffer.slice(idx + 2);
+    let event = "message", data = "";
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event: ")) event = line.slice(7);
+      else if (line.startsWith("data: ")) data += line.slice(6);
+    }
+    onEvent(event, data ? JSON.parse(data) : null);
+  }
+  return buffer;
+}
+
+async function compose(ev) {
+  ev.preventDefault();
+  const err = $("#compose-error");
+  err.textContent = "";
+  const go = $("#compose-go"), stop = $("#compose-stop");
+  const stream = $("#stream"), text = $("#stream-text");
+  const tunes = $("#compose-tunes");
+  const controller = new AbortController();
+  state.controller = controller;
+  go.disabled = true; stop.hidden = false;
+  text.textContent = "";
+  delete stream.dataset.firstTokenMs;
+  stream.hidden = false;
+  const lines = new Map();  // tune index -> its line in the stream box (a request's tunes grow together)
+  const t0 = performance.now();
+  try {
+    const res = await api("/api/generate", { method: "POST", body: composeBody(), signal: controller.signal });
+    tunes.replaceChildren();
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer = parseEvents(buffer + decoder.decode(value, { stream: true }), (event, data) => {
+        if (event === "start") {
+          if (!$("#f-lock").checked) $("#f-seed").value = data.seed;
+        } else if (event === "tune_start") {
+          const line = document.createElement("div");
+          line.className = "stream-line";
+          line.dataset.index = data.index + 1;
+          text.append(line);
+          lines.set(data.index, line);
+        } else if (event === "token") {
+          const line = lines.get(data.index);
+          if (!stream.dataset.firstTokenMs) stream.dataset.firstTokenMs = Math.round(performance.now() - t0);
+          line.append(document.createTextNode((line.firstChild ? " " : "") + data.token));
+          text.scrollTop = text.scrollHeight;
+        } else if (event === "tune") {
+          lines.get(data.index).classList.add("finished");
+          renderTune(data, tunes);
+        } else if (event === "error") {
+          err.textContent = data.error;
+        }
+      });
+    }
+  } catch (e) {
+    if (e.name !== "AbortError") err.textContent = e.message;
+    else err.textContent = "stopped";
+  } finally {
+    go.disabled = false; stop.hidden = true;
+    state.controller = null;
+  }
+}
+
+// -- Archive ---------------------------------------------------------------------------------
+async function searchArchive(ev) {
+  if (ev) ev.preventDefault();
+  const f = $("#archive-form");
+  const params = new URLSearchParams();
+  for (const k of ["q", "meter", "mode", "model"]) if (f[k].value) params.set(k, f[k].value);
+  if (f.starred.checked) params.set("starred", "true");
+  params.set("limit", "200");
+  try {
+    const data = await (await api(`/api/tunes?${params}`)).json();
+    const sel = $("#a-model");
+    const current = sel.value;
+    sel.replaceChildren(sel.options[0]);
+    fillSelect(sel, data.models);
+    sel.value = current;
+    $("#archive-count").textContent = `${data.total} tune${data.total === 1 ? "" : "s"}` + (data.total > data.tunes.length ? ` (newest ${data.tunes.length} shown)` : "");
+    const body = $("#archive-table tbody");
+    body.replaceChildren();
+    for (const t of data.tunes) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = t.id;
+      const cells = [null, t.starred ? "★" : "", t.id, t.title || "(untitled)", t.meter ? t.meter.slice(2) : "",
+        t.mode_name || "", t.model, t.seed, t.tokens.length, t.created.replace("T", " ").slice(0, 16)];
+      for (const [i, c] of cells.entries()) {
+        const td = document.createElement("td");
+        if (i === 0) {
+          const cb = document.createElement("input");
+          cb.type = "checkbox"; cb.className = "pick"; cb.value = t.id;
+          cb.setAttribute("aria-label", `select tune ${t.id}`);
+          cb.addEventListener("click", (e) => { e.stopPropagation(); updateBulk(); });
+          td.append(cb);
+        } else td.textContent = c;
+        tr.append(td);
+      }
+      tr.addEventListener("click", () => {
+        for (const r of $$("tr.open", body)) r.classList.remove("open");
+        tr.classList.add("open");
+        renderTune(t, $("#archive-tune"), { replace: true });
+      });
+      body.append(tr);
+    }
+    updateBulk();
+  } catch (e) { notice(e.message, "error"); }
+}
+
+function picked() { return $$("#archive-table .pick:checked").map((c) => Number(c.value)); }
+function updateBulk() {
+  const n = picked().length;
+  $("#a-export").disabled = $("#a-delete").disabled = n === 0;
+  $("#a-export").textContent = n ? `Export ${n} as ABC` : "Export ABC";
+}
+
+async function exportPicked() {
+  try {
+    const res = await api("/api/export", { method: "POST", body: { ids: picked() } });
+    const url = URL.createObjectURL(await res.blob());
+    const a = document.createElement("a");
+    a.href = url; a.download = "folkrnn-tunes.abc";
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } catch (e) { notice(e.message, "error"); }
+}
+
+async function deletePicked() {
+  const ids = picked();
+  if (!confirm(`Delete ${ids.length} tune${ids.length === 1 ? "" : "s"} from the archive?`)) return;
+  try {
+    await api("/api/delete", { method: "POST", body: { ids } });
+    $("#archive-tune").replaceChildren();
+    searchArchive();
+  } catch (e) { notice(e.message, "error"); }
+}
+
+// -- Inspect ------------------------------------------------------------------------------------
+function probColour(p) {
+  // -log10 p: 0 (certain) -> pale, 3+ (one in a thousand) -> deep red
+  const s = Math.min(1, -Math.log10(Math.max(p, 1e-12)) / 3);
+  return `hsl(${Math.round(45 - 45 * s)}, ${Math.round(60 + 30 * s)}%, ${Math.round(94 - 50 * s)}%)`;
+}
+
+async function runInspect(ev) {
+  if (ev) ev.preventDefault();
+  const err = $("#inspect-error");
+  err.textContent = "";
+  const id = $("#i-id").value, text = $("#i-text").value.trim();
+  const body = { model: $("#i-model").value, k: Number($("#i-k").value || 5) };
+  if (text) {
+    if (/^\s*(X:|K:|M:\d)/m.test(text) && /^\s*K:\s*[A-G]/m.test(text)) body.abc = text; else body.tokens = text;
+  } else if (id) body.id = Number(id);
+  else { err.textContent = "give a tune number from the archive, or paste ABC or tokens"; return; }
+  const out = $("#inspect-out");
+  try {
+    const data = await (await api("/api/inspect", { method: "POST", body })).json();
+    out.replaceChildren();
+    const head = document.createElement("p");
+    head.className = "summary";
+    head.textContent = `${data.steps.length} steps under ${data.model}: mean negative log-likelihood ${data.mean_nll.toFixed(3)} nats per token; `
+      + `${data.steps.filter((s) => s.rank === 1).length} tokens were the model's first choice.`;
+    out.append(head);
+    const strip = document.createElement("div");
+    strip.className = "probs";
+    const detail = document.createElement("div");
+    detail.className = "alts";
+    data.steps.forEach((s, t) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "tok";
+      b.textContent = s.token;
+      b.style.background = probColour(s.p);
+      b.title = `step ${t + 1}: p = ${s.p.toFixed(4)}, rank ${s.rank}`;
+      b.addEventListener("click", () => {
+        for (const x of $$(".tok.sel", strip)) x.classList.remove("sel");
+        b.classList.add("sel");
+        showAlternatives(detail, data, t);
+      });
+      strip.append(b);
+    });
+    const legend = document.createElement("p");
+    legend.className = "legend";
+    for (const [p, label] of [[0.9, "p ≈ 1"], [0.1, "0.1"], [0.01, "0.01"], [0.001, "≤ 0.001"]]) {
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = probColour(p);
+      sw.textContent = label;
+      legend.append(sw);
+    }
+    out.append(legend, strip, detail);
+    showAlternatives(detail, data, 0);
+    strip.firstChild.classList.add("sel");
+  } catch (e) { err.textContent = e.message; }
+}
+
+function showAlternatives(box, data, t) {
+  const s = data.steps[t];
+  const before = data.tokens.slice(Math.max(0, t - 8), t).join(" ");
+  box.replaceChildren();
+  const h = document.createElement("h3");
+  h.textContent = `Step ${t + 1}: after “… ${before}” the tune has ${s.token} (p = ${s.p.toFixed(4)}, rank ${s.rank})`;
+  const table = document.createElement("table");
+  const top = Math.max(...s.alternatives.map(([, p]) => p), 1e-9);
+  for (const [tok, p] of s.alternatives) {
+    const tr = document.createElement("tr");
+    if (tok === s.token) tr.className = "chosen";
+    const a = document.createElement("td"); a.textContent = tok;
+    const b = document.createElement("td"); b.textContent = p.toFixed(4);
+    const c = document.createElement("td");
+    const bar = document.createElement("span"); bar.className = "bar"; bar.style.width = `${Math.max(1, Math.round((p / top) * 240))}px`;
+    c.append(bar);
+    tr.append(a, b, c);
+    table.append(tr);
+  }
+  box.append(h, table);
+}
+
+// -- start ---------------------------------------------------------------------------------------
+async function start() {
+  state.abcjs = !!window.ABCJS && !window.ABCJS_MISSING;
+  try {
+    state.info = await (await api("/api/info")).json();
+  } catch (e) {
+    notice(`The studio's server did not answer: ${e.message}`, "error");
+    return;
+  }
+  const info = state.info;
+  if (!state.abcjs) notice(info.missing.abcjs || "Staff notation is unavailable: abcjs did not load.");
+  if (info.missing.audio) notice(`No audio playback: ${info.missing.audio}. MIDI downloads still work.`);
+  const ids = info.models.map((m) => m.id);
+  const labels = info.models.map((m) => `${m.id} (${m.num_layers}×${m.hidden_size})`);
+  fillSelect($("#f-model"), ids, labels);
+  fillSelect($("#i-model"), ids, labels);
+  fillSelect($("#f-meter"), info.meters);
+  fillSelect($("#a-meter"), info.meters);
+  fillSelect($("#f-mode"), info.modes);
+  fillSelect($("#a-mode"), info.modes);
+  fillSelect($("#f-key"), KEYS);
+  $("#f-num_tunes").max = info.limits.max_tunes;
+  for (const b of $$("nav [role=tab]")) b.addEventListener("click", () => showView(b.dataset.view));
+  const f = $("#compose-form");
+  f.addEventListener("submit", compose);
+  for (const el of [f.prime, f.meter, f.mode, f.model, ...$$("input[name=prime_format]", f)]) el.addEventListener("input", checkPrime);
+  $("#compose-stop").addEventListener("click", () => state.controller && state.controller.abort());
+  $("#archive-form").addEventListener("submit", searchArchive);
+  for (const el of $$("#archive-form select, #archive-form input[type=checkbox]")) el.addEventListener("change", () => searchArchive());
+  $("#a-all").addEventListener("click", () => {
+    const boxes = $$("#archive-table .pick");
+    const on = boxes.some((b) => !b.checked);
+    for (const b of boxes) b.checked = on;
+    updateBulk();
+  });
+  $("#a-export").addEventListener("click", exportPicked);
+  $("#a-delete").addEventListener("click", deletePicked);
+  $("#inspect-form").addEventListener("submit", runInspect);
+  document.body.dataset.ready = "true";
+}
+
+start();

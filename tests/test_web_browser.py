@@ -1,0 +1,136 @@
+"""The studio in a real browser (Debian's headless chromium through Playwright, no browser download).
+
+Compose a tune with a tiny model, see its staff (SVG), play it (the cursor moves), download
+its MIDI, star it, find it in the archive, inspect it. Screenshots go to the test's tmp dir
+(printed; scripts/studio_screenshots.py makes the README's with the shipped model).
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import requires
+from studio_util import Server, make_studio
+
+from folkrnn.web.app import find_abcjs
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        yield b
+        b.close()
+
+
+def _page(browser, url, errors):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}: {r.failure}"))
+    # nothing may be fetched from anywhere but the studio itself
+    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:"))
+            else errors.append(f"outside request: {r.url}"))
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    return page
+
+
+@pytest.mark.slow
+@requires("chromium", "abcjs", "fluidsynth", "soundfont")
+def test_compose_play_download_star_archive_inspect(browser, tmp_path):
+    abcjs = find_abcjs()
+    assert abcjs is not None
+    errors: list[str] = []
+    with Server(make_studio(tmp_path / "studio.sqlite", abcjs=abcjs)) as s:
+        page = _page(browser, s.url, errors)
+        assert page.inner_text("#notices") == ""  # nothing missing
+        page.select_option("#f-meter", "6/8")
+        page.select_option("#f-mode", "dorian")
+        page.select_option("#f-key", "D")
+        page.fill("#f-prime", "|: A")
+        page.wait_for_selector("#prime-check.ok")
+        assert "M:6/8 K:Cdor |: A" in page.inner_text("#prime-check")
+        page.fill("#f-seed", "5")
+        page.check("#f-lock")
+        page.click("#compose-go")
+        card = page.locator("#compose-tunes .tune").first
+        card.locator(".staff svg").wait_for()
+        assert card.locator(".staff svg .abcjs-note").count() > 4
+        page.wait_for_selector("#compose-go:not([disabled])", timeout=10000)  # the stream ended
+        assert page.inner_text("#compose-error") == ""
+        streamed = page.inner_text("#stream-text")
+        assert "M:6/8 K:Cdor |: A" in streamed
+        meta = card.locator(".meta").inner_text()
+        assert "D dorian" in meta and "seed 5" in meta
+        page.screenshot(path=str(tmp_path / "compose.png"))
+
+        # play: the WAV comes from the server, the cursor follows it
+        card.locator(".play").click()
+        page.wait_for_function("document.querySelector('#compose-tunes audio').currentTime > 0.3", timeout=30000)
+        page.wait_for_selector("#compose-tunes .staff svg .playing")
+        cursor = page.wait_for_selector("#compose-tunes .staff svg line.cursor", state="attached")
+        x = cursor.get_attribute("x1")
+        page.wait_for_function(f"document.querySelector('#compose-tunes line.cursor').getAttribute('x1') !== '{x}'")
+        page.screenshot(path=str(tmp_path / "playing.png"))
+        card.locator(".play").click()  # pause
+        page.wait_for_function("document.querySelector('#compose-tunes audio').paused")
+
+        # MIDI download
+        with page.expect_download() as dl:
+            card.locator(".dl-midi").click()
+        path = dl.value.path()
+        assert open(path, "rb").read(4) == b"MThd" and dl.value.suggested_filename.endswith(".mid")
+
+        # star and title, then find it in the archive
+        card.locator(".star").click()
+        page.wait_for_selector("#compose-tunes .star[aria-pressed=true]")
+        card.locator(".title").fill("Browser Jig")
+        card.locator(".title").press("Tab")
+        tune_id = card.get_attribute("data-id")
+        page.wait_for_function(f"(fetch('/api/tunes/{tune_id}').then(r => r.json())"
+                               ".then(t => { window.__title = t.title; }), window.__title === 'Browser Jig')")
+        page.click("nav [data-view=archive]")
+        page.check("#a-starred")
+        page.wait_for_function("document.querySelectorAll('#archive-table tbody tr').length === 1 && "
+                               f"document.querySelector('#archive-table tbody tr').dataset.id === '{tune_id}'")
+        row = page.locator(f"#archive-table tbody tr[data-id='{tune_id}']")
+        assert "Browser Jig" in row.inner_text() and "★" in row.inner_text()
+        row.click()
+        page.wait_for_selector("#archive-tune .tune .staff svg")
+        page.screenshot(path=str(tmp_path / "archive.png"))
+
+        # inspect it: every token with its probability, alternatives on click
+        page.click("#archive-tune .inspect-btn")
+        page.wait_for_selector("#inspect-out .probs .tok")
+        toks = page.query_selector_all("#inspect-out .probs .tok")
+        assert [t.inner_text() for t in toks[:4]] == ["M:6/8", "K:Cdor", "|:", "A"] and toks[-1].inner_text() == "</s>"
+        toks[6].click()
+        assert "Step 7" in page.inner_text("#inspect-out .alts h3")
+        assert len(page.query_selector_all("#inspect-out .alts tr")) == 5
+        page.screenshot(path=str(tmp_path / "inspect.png"))
+        page.close()
+    print(f"screenshots: {tmp_path}")
+    assert errors == []
+
+
+@pytest.mark.slow
+@requires("chromium")
+def test_without_abcjs_the_studio_says_so_and_still_works(browser, tmp_path):
+    errors: list[str] = []
+    with Server(make_studio(tmp_path / "studio.sqlite", abcjs=None)) as s:
+        s.studio.audio_missing = "fluidsynth is not installed (test)"
+        page = _page(browser, s.url, [])  # the abcjs request fails on purpose
+        notices = page.inner_text("#notices")
+        assert "abcjs" in notices and "npm ci" in notices and "No audio" in notices
+        page.click("#compose-go")
+        card = page.locator("#compose-tunes .tune").first
+        card.wait_for()
+        assert "Staff notation unavailable" in card.locator(".staff").inner_text() and card.locator("svg").count() == 0
+        assert "X:" in card.locator(".abc").inner_text()  # the ABC is shown instead
+        assert card.locator(".play").is_disabled() and "Download the MIDI" in card.locator(".audio-note").inner_text()
+        assert "/midi" in card.locator(".dl-midi").get_attribute("href")
+        page.close()
+    assert errors == []

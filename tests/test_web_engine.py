@@ -1,0 +1,170 @@
+"""The studio's engine: streamed generation = the library's sampler; prime checks; files; teacher forcing."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+import torch
+from conftest import requires
+
+from folkrnn.errors import FolkRNNError
+from folkrnn.model import FolkRNN, ModelConfig
+from folkrnn.sample import SampleConfig, Stepper, sample, score_tunes
+from folkrnn.vocab import Vocabulary
+from folkrnn.web.engine import (
+    Batcher,
+    Cancelled,
+    Compose,
+    Job,
+    TuneStream,
+    command_line,
+    compose_config,
+    prime_tokens,
+    token_probabilities,
+    tune_abc,
+    tune_midi,
+    tune_wav,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(3)
+    return FolkRNN(ModelConfig(hidden_size=24, num_layers=2)).eval()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(temperature=0.7, prime=("M:6/8", "K:*", "|:", "*", "G")),
+    dict(top_k=5, prime=("M:*", "K:Cdor")),
+    dict(top_p=0.8, temperature=1.3),
+])
+def test_stream_is_the_samplers_tune(model, kw):
+    v = Vocabulary.v2()
+    cfg = SampleConfig(num_tunes=3, seed=11, max_length=120, **kw)
+    ref = list(sample(model, v, cfg))
+    step = Stepper(model)
+    for i in range(3):
+        s = TuneStream(step, v, SampleConfig(**{**cfg.__dict__, "batch_size": 1}), i)
+        toks = list(s)
+        assert toks == ref[i].tokens == s.tune.tokens
+        assert s.tune.truncated == ref[i].truncated
+        assert math.isclose(s.tune.logprob, ref[i].logprob, rel_tol=1e-6, abs_tol=1e-6)
+
+
+def test_stream_stops_when_cancelled(model):
+    v = Vocabulary.v2()
+    cancel = threading.Event()
+    s = TuneStream(Stepper(model), v, SampleConfig(seed=1, max_length=500), 0, cancel)
+    it = iter(s)
+    next(it)
+    cancel.set()
+    with pytest.raises(Cancelled, match="stopped after 1 tokens"):
+        next(it)
+    with pytest.raises(Cancelled):  # a deadline in the past
+        list(TuneStream(Stepper(model), v, SampleConfig(seed=1), 0, deadline=0.0))
+
+
+def test_prime_checks_name_the_problem():
+    v = Vocabulary.v2()
+    with pytest.raises(FolkRNNError, match="unknown token.*H9.*Zz"):
+        compose_config(Compose(prime="|: H9 G Zz"), v, 1)
+    with pytest.raises(FolkRNNError, match="unknown meter '5/4'"):
+        compose_config(Compose(meter="5/4"), v, 1)
+    with pytest.raises(FolkRNNError, match="unknown mode"):
+        compose_config(Compose(mode="lydian"), v, 1)
+    with pytest.raises(FolkRNNError, match="^prime: "):
+        prime_tokens("K:C\n|: G & B", "abc")
+    with pytest.raises(FolkRNNError, match="prime format"):
+        prime_tokens("G", "midi")
+    # an ABC prime is text, never a path: a file name is read as (bad) ABC
+    assert prime_tokens("/etc/passwd", "tokens") == ("M:*", "K:*", "/etc/passwd")
+    with pytest.raises(FolkRNNError, match="unknown token"):
+        compose_config(Compose(prime="/etc/passwd"), v, 1)
+    cfg = compose_config(Compose(meter="6/8", mode="minor", prime="|: GAB", prime_format="abc", seed=5), v, 5)
+    assert cfg.prime == ("M:6/8", "K:Cmin", "|:", "G", "A", "B") and cfg.seed == 5
+
+
+def test_command_line_makes_the_same_tune_with_the_cli(tmp_path, model):
+    import shlex
+
+    from folkrnn.checkpoint import save_checkpoint
+    from folkrnn.cli import main
+    from folkrnn.datafile import read_tunes
+
+    v = Vocabulary.v2()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, v)
+    form = Compose(meter="6/8", prime="|: G", num_tunes=2, temperature=0.9, top_k=20, max_tokens=80)
+    cmd = shlex.split(command_line(compose_config(form, v, 42), "C", str(path)))
+    out = tmp_path / "t.txt"
+    assert main(cmd[1:] + ["-f", "tokens", "-o", str(out), "--no-progress"]) == 0
+    step = Stepper(model)
+    cfg = compose_config(form, v, 42)
+    mine = [list(TuneStream(step, v, cfg, i)) for i in range(2)]
+    assert [list(t) for t in read_tunes(out, v)] == mine
+
+
+def test_files_of_a_tune():
+    toks = "M:6/8 K:Cdor |: G c c 2 B c d :| 2".split()  # a stray length at the end: left out
+    abc, dropped = tune_abc(toks, key="D", title="Jig")
+    assert "K:Ddor" in abc and "T:Jig" in abc and dropped == ["2"] and "left out 1 token" in abc
+    mid = tune_midi(toks, key="D", tempo=120)
+    assert mid.startswith(b"MThd")
+    with pytest.raises(FolkRNNError):
+        tune_abc(["G", "A"])
+
+
+@requires("fluidsynth", "soundfont")
+def test_wav_of_a_tune():
+    wav = tune_wav("M:4/4 K:Cmaj C D E F | G 4 |".split(), tempo=160)
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and len(wav) > 10_000
+
+
+def test_teacher_forcing_agrees_with_score_tunes(model):
+    v = Vocabulary.v2()
+    toks = "M:4/4 K:Cmaj |: C D E F | G 2 G 2 :|".split()
+    steps = token_probabilities(model, v, toks, k=4)
+    ref = next(score_tunes(model, v, [toks]))
+    assert [s.token for s in steps] == ref.tokens
+    for s, lp in zip(steps, ref.logprobs):
+        assert math.isclose(math.log(s.p), lp, rel_tol=1e-4, abs_tol=1e-5)
+        assert len(s.alternatives) == 4 and s.alternatives[0][1] >= s.alternatives[-1][1]
+        assert (s.rank == 1) == (s.alternatives[0][0] == s.token)
+        assert s.rank > 4 or s.token in [t for t, _ in s.alternatives]
+    with pytest.raises(FolkRNNError, match="H9"):
+        token_probabilities(model, v, ["M:4/4", "H9"])
+
+
+def test_batcher_steps_tunes_together_with_their_own_draws(model):
+    """Tunes of different settings, joining at different times, stepped as one batch:
+    each is the tune TuneStream (and so the sampler) makes alone."""
+    v = Vocabulary.v2()
+    step = Stepper(model)
+    cfgs = [SampleConfig(seed=s, max_length=L, batch_size=1, **kw) for s, L, kw in (
+        (1, 150, {}), (2, 40, dict(temperature=0.6)), (3, 150, dict(top_k=4, prime=("M:6/8", "K:*", "|:"))),
+        (4, 90, dict(top_p=0.7)), (1, 150, {}))]
+    b = Batcher(step, v)
+    try:
+        streamed: list[list[str]] = [[] for _ in cfgs]
+        jobs = []
+        for k, cfg in enumerate(cfgs):
+            jobs.append(b.submit(Job(cfg, k % 3, streamed[k].append)))
+        cancel = threading.Event()
+        cancel.set()
+        gone = b.submit(Job(cfgs[0], 0, lambda t: None, cancel))
+        for j in jobs + [gone]:
+            assert j.done.wait(60)
+        assert isinstance(gone.error, Cancelled) and gone.result is None
+        for k, (cfg, job) in enumerate(zip(cfgs, jobs)):
+            ref = TuneStream(step, v, cfg, k % 3)
+            assert list(ref) == job.result.tokens == streamed[k]
+            assert job.result.truncated == ref.tune.truncated
+            assert math.isclose(job.result.logprob, ref.tune.logprob, rel_tol=1e-6, abs_tol=1e-6)
+        assert b.max_rows >= 2 and b.steps < sum(len(j.result.tokens) + 1 for j in jobs)
+        bad = b.submit(Job(SampleConfig(prime=("H9",)), 0, lambda t: None))
+        assert bad.done.wait(10) and "H9" in str(bad.error)
+    finally:
+        b.close()
