@@ -12,8 +12,6 @@ this module and `folkrnn.legacy`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from folkrnn.errors import FolkRNNError
+from folkrnn.files import atomic_write
 from folkrnn.model import GATES, FolkRNN, ModelConfig
 from folkrnn.vocab import Vocabulary
 
@@ -34,21 +33,6 @@ class Checkpoint:
     model: FolkRNN
     vocab: Vocabulary
     metadata: dict = field(default_factory=dict)
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call `write(tmp_path)` then rename over `path`, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: FolkRNN, vocab: Vocabulary, metadata: dict | None = None,

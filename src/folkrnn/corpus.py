@@ -23,13 +23,11 @@ set can be rebuilt bit for bit; the report records the sha256 of every input fil
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
 import platform
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING
 from folkrnn import __version__
 from folkrnn.datafile import tunes_to_text
 from folkrnn.errors import FolkRNNError
+from folkrnn.files import progress, sha256_bytes, sha256_file, write_bytes_atomic
 from folkrnn.vocab import BOS, EOS, Vocabulary
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ class CorpusResult:
         """Write the corpus atomically in data_v2 format; returns the sha256 of the file."""
         data = self.text().encode("utf-8")
         write_atomic(path, data)
-        return hashlib.sha256(data).hexdigest()
+        return sha256_bytes(data)
 
     def write_report(self, path: str | Path, **extra) -> None:
         """Write the report (plus `extra` top-level entries) atomically as JSON."""
@@ -120,29 +119,13 @@ class CorpusResult:
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename, so a
-    reader never sees a half-written file and an interrupted run leaves the old one."""
+    """Write `data` to `path` atomically (see folkrnn.files.atomic_write)."""
     path = Path(path)
-    parent = path.parent
     if path.is_dir():
         raise FolkRNNError(f"{path}: is a folder, expected a file name")
-    if not parent.is_dir():
-        raise FolkRNNError(f"{path}: folder {parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise FolkRNNError(f"{path}: cannot write: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise FolkRNNError(f"{path}: cannot write: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if not path.parent.is_dir():
+        raise FolkRNNError(f"{path}: folder {path.parent} does not exist")
+    write_bytes_atomic(path, data)
 
 
 # -- resolving sources --------------------------------------------------------------------
@@ -516,17 +499,6 @@ def _sorted_counts(c: Counter) -> list[tuple[str, int]]:
     return sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as e:
-        raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
-    return h.hexdigest()
-
-
 def _provenance() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -653,10 +625,7 @@ def _repair_config_dict(config: RepairConfig) -> dict:
 
 
 def _progress(total: int | None, desc: str, unit: str, enabled: bool | None):
-    from tqdm import tqdm
-
-    # disable=None: shown only when stderr is a terminal, unless asked for explicitly
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=(None if enabled is None else not enabled))
+    return progress(total=total, desc=desc, unit=unit, enabled=enabled, delay=0, mininterval=0.1)
 
 
 def _iter_source(source: Source, progress: bool | None, repair=None) -> Iterator[TuneRecord]:
@@ -699,7 +668,7 @@ def build_corpus(
         raise FolkRNNError(f"max_examples must be >= 0, got {max_examples}")
     vocab = Vocabulary.v2() if vocab is None else vocab
     resolved = [resolve_source(s) for s in specs]
-    hashes = {p: _sha256(p) for s in resolved for p in s.files}
+    hashes = {p: sha256_file(p) for s in resolved for p in s.files}
 
     tunes: list[tuple[str, ...]] = []
     first_seen: dict[tuple[str, ...], dict] = {}

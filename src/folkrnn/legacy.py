@@ -22,7 +22,6 @@ permuted into the canonical `Vocabulary.v2()` order, which is exact.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import math
@@ -36,6 +35,7 @@ import torch
 
 from folkrnn.checkpoint import Checkpoint
 from folkrnn.errors import FolkRNNError
+from folkrnn.files import sha256_bytes
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.vocab import Vocabulary
 
@@ -280,7 +280,7 @@ def load_lasagne_pickle(path: str | Path) -> Checkpoint:
     model = FolkRNN(config)
     model.load_state_dict(sd)
     model.eval()
-    source: dict[str, Any] = {"kind": "lasagne-pickle", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    source: dict[str, Any] = {"kind": "lasagne-pickle", "file": path.name, "sha256": sha256_bytes(data)}
     for key in SOURCE_KEYS:
         try:
             source[key] = _jsonable(_get(obj, key))

@@ -259,7 +259,7 @@ def sweep(train: Sequence[Sequence[str]], test: Sequence[Sequence[str]], orders:
     raw = RawCounts(train, max(orders), vocab)
     it = orders
     if progress and len(orders) > 1:
-        from tqdm import tqdm
+        from folkrnn.files import progress as bar
 
-        it = tqdm(orders, desc="orders", unit="order", leave=False, delay=1.0)
+        it = bar(orders, desc="orders", unit="order")
     return [(k, NGramModel(raw, k).score(test)) for k in it]

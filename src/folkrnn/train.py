@@ -13,7 +13,9 @@ A run directory holds:
   log.csv, loss.png   the loss curve, refreshed as training goes
 Checkpoints are written atomically; a run killed at any moment resumes (`resume=True`)
 from its last state with the same data order, optimizer state and RNG state, and so
-reaches the same weights as a run never killed.
+reaches the same weights as a run never killed. Ctrl-C (SIGINT) finishes the update in
+progress, saves the state and then raises KeyboardInterrupt, so a resume loses nothing;
+a second Ctrl-C stops at once.
 
 Distributed: under `torchrun`, each of N processes takes every N-th tune of each
 batch; DDP averages gradients, so the update equals the single-process one.
@@ -26,6 +28,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,6 +43,8 @@ from safetensors.torch import load_file, save_file
 from folkrnn.checkpoint import atomic_write, header_metadata, save_checkpoint
 from folkrnn.datafile import read_tunes
 from folkrnn.errors import FolkRNNError
+from folkrnn.files import progress as progress_bar
+from folkrnn.files import sha256_file as _sha256
 from folkrnn.model import FolkRNN, ModelConfig, config_from_dict, sequence_nll
 from folkrnn.vocab import Vocabulary
 
@@ -535,7 +541,21 @@ class Trainer:
         return self.cfg.patience > 0 and self.bad_evals >= self.cfg.patience
 
     def run(self) -> dict:
-        """Train until the epochs, iteration limit or patience run out. Returns the last log row."""
+        """Train until the epochs, iteration limit or patience run out. Returns the last log row.
+
+        Ctrl-C: the update in progress finishes, the state is saved, KeyboardInterrupt is raised."""
+        with _deferred_sigint() as interrupted:
+            return self._run(interrupted)
+
+    def _stop_requested(self, interrupted: Callable[[], bool]) -> bool:
+        flag = interrupted()
+        if self.dist.world > 1:  # every rank must stop at the same iteration
+            t = torch.tensor([float(flag)])
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag
+
+    def _run(self, interrupted: Callable[[], bool]) -> dict:
         cfg = self.cfg
         done = self.finished()
         if done:
@@ -550,9 +570,8 @@ class Trainer:
             total_iters = min(total_iters, cfg.max_iterations)
         bar = None
         if self.progress and self.dist.main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total_iters, initial=min(self.iteration, total_iters), unit="it", dynamic_ncols=True, desc="train")
+            bar = progress_bar(total=total_iters, initial=min(self.iteration, total_iters), unit="it", desc="train",
+                               leave=True, delay=0, mininterval=0.1)
         last_ckpt = time.monotonic()
         train_sum, train_tok = 0.0, 0
         stop = False
@@ -560,6 +579,13 @@ class Trainer:
         while self.epoch < cfg.epochs and not stop:
             batches = epoch_batches(lengths, self.epoch, cfg, min_size=self.dist.world)
             while self.batch_in_epoch < len(batches):
+                if self._stop_requested(interrupted):
+                    if bar is not None:
+                        bar.close()
+                    self.save()
+                    log.info("interrupted: state saved at epoch %d, iteration %d; `--resume` continues from there",
+                             self.epoch, self.iteration)
+                    raise KeyboardInterrupt
                 if cfg.max_iterations and self.iteration >= cfg.max_iterations:
                     stop = True
                     break
@@ -639,14 +665,26 @@ class Trainer:
             dist.destroy_process_group()
 
 
-def _sha256(path: str | Path) -> str:
-    import hashlib
+class _deferred_sigint:
+    """Within the block, the first SIGINT only sets a flag (the object, called, tells);
+    a second one interrupts at once. Outside the main thread nothing changes."""
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    def __init__(self):
+        self.flag = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        self.flag = True
+        signal.signal(signal.SIGINT, self.previous)  # a second Ctrl-C stops at once
+
+    def __enter__(self) -> Callable[[], bool]:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler) or signal.SIG_DFL
+        return lambda: self.flag
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 LOG_FIELDS = ("iteration", "epoch", "elapsed_s", "tokens", "train_nll", "valid_nll", "lr")

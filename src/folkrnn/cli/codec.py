@@ -35,10 +35,10 @@ def register(sub) -> None:
 
 
 def _progress(items, total: int, desc: str):
-    from tqdm import tqdm
+    from folkrnn.files import progress
 
-    # Only worth a bar for many files; `disable=None` also hides it off a terminal.
-    return tqdm(items, total=total, desc=desc, unit="file", file=sys.stderr, disable=None if total > 20 else True)
+    # Only worth a bar for many files, and only on a terminal.
+    return progress(items, total=total, desc=desc, unit="file", enabled=None if total > 20 else False, leave=True, delay=0)
 
 
 def run_tokenize(args: argparse.Namespace) -> int:

@@ -125,9 +125,9 @@ def _analyse_all(tunes: Sequence[Sequence[str]], form: FormConfig, progress: boo
     dist = Distributions()
     it = tunes
     if progress:
-        from tqdm import tqdm
+        from folkrnn.files import progress as bar
 
-        it = tqdm(tunes, desc=desc, unit="tune", leave=False, mininterval=0.5, delay=1.0)
+        it = bar(tunes, desc=desc, unit="tune")
     for k, tune in enumerate(it):
         tune = list(tune)
         if tune and tune[0] == "<s>":
@@ -173,9 +173,9 @@ def evaluate_tunes(
         index = NGramIndex(reference, n=config.ngram, progress=progress)
         it = zip(reports, tunes)
         if progress:
-            from tqdm import tqdm
+            from folkrnn.files import progress as bar
 
-            it = tqdm(it, total=len(reports), desc="novelty", unit="tune", leave=False, mininterval=0.5, delay=1.0)
+            it = bar(it, total=len(reports), desc="novelty", unit="tune")
         for r, tune in it:
             tune = [t for t in tune if t not in ("<s>", "</s>")]
             r.extra.update(index.query(tune).to_json())

@@ -61,9 +61,9 @@ class NGramIndex:
         self.hits: dict[str, list[int]] = {}
         it = tunes
         if progress:
-            from tqdm import tqdm
+            from folkrnn.files import progress as bar
 
-            it = tqdm(tunes, desc="indexing reference", unit="tune", leave=False, delay=1.0)
+            it = bar(tunes, desc="indexing reference", unit="tune")
         hits = self.hits
         for r, tune in enumerate(it):
             body = self.encode(tune)
