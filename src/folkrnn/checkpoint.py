@@ -1,7 +1,9 @@
 """Model checkpoints: one safetensors file, weights plus self-describing JSON metadata.
 
 The metadata (in the safetensors header, key `folkrnn`) carries the format version,
-the model config, the vocabulary, and whatever history/provenance the writer adds
+the model config, the vocabulary, a sha256 of the tensors (`tensors_sha256`, checked
+on load: damage that leaves the header readable is caught; files written before it
+existed load without the check), and whatever history/provenance the writer adds
 (`training` from the trainer, `source` from the Lasagne importer).
 
 `parameter_table` describes every weight matrix for `folkrnn info`. What `-m MODEL`
@@ -11,6 +13,7 @@ this module and `folkrnn.legacy`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,23 @@ def save_checkpoint(path: str | Path, model: FolkRNN, vocab: Vocabulary, metadat
     if dtype not in (torch.float32, torch.float16):
         raise FolkRNNError(f"checkpoint weights are stored as float32 or float16, not {dtype}")
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    meta["tensors_sha256"] = tensors_sha256(tensors)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"folkrnn": json.dumps(meta)}))
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order.
+
+    >>> a = {"w": torch.ones(2, 3)}
+    >>> tensors_sha256(a) == tensors_sha256({"w": torch.ones(2, 3)}) != tensors_sha256({"w": torch.ones(3, 2)})
+    True
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{str(t.dtype).removeprefix('torch.')}|{list(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def header_metadata(path: str | Path) -> dict[str, str]:
@@ -64,7 +83,11 @@ def read_metadata(path: str | Path) -> dict:
     """The JSON metadata of a checkpoint, without loading the weights."""
     path = Path(path)
     try:
-        meta = json.loads(header_metadata(path)["folkrnn"])
+        header = header_metadata(path)
+        if "folkrnn" not in header and "state" in header:
+            raise FolkRNNError(f"{path}: a training state file (what `folkrnn train --resume` reads), not a model; "
+                               f"use best.safetensors or last.safetensors from the same run folder")
+        meta = json.loads(header["folkrnn"])
     except FileNotFoundError:
         raise FolkRNNError(f"{path}: no such checkpoint") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -96,6 +119,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise FolkRNNError(f"{path}: corrupt or truncated checkpoint ({_one_line(e)})") from None
+    recorded = meta.get("tensors_sha256")
+    if recorded is not None and tensors_sha256(tensors) != recorded:
+        raise FolkRNNError(f"{path}: the weights do not match the checksum in the file's header (a damaged file?)")
     model = FolkRNN(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -141,7 +167,8 @@ def parameter_table(model: FolkRNN, per_gate: bool = True) -> list[MatrixInfo]:
             initial = name.rsplit(".", 1)[-1] in ("c0", "h0")
             t = p.detach().float()
             rows.append(MatrixInfo(name, tuple(t.shape), t.numel(), float(t.norm()), not initial))
-            if per_gate and name.rsplit(".", 1)[-1] in ("weight_ih", "weight_hh", "bias"):
+            # Only the LSTM tensors stack four gates; the output layer's bias is one per token.
+            if per_gate and name.startswith("layers.") and name.rsplit(".", 1)[-1] in ("weight_ih", "weight_hh", "bias"):
                 for k, chunk in enumerate(t.chunk(4, dim=0)):
                     rows.append(MatrixInfo(f"{name}[{GATES[k]}]", tuple(chunk.shape), chunk.numel(), float(chunk.norm()), not initial))
     return rows

@@ -17,7 +17,7 @@ from folkrnn.legacy import load_lasagne_pickle
 
 DEFAULT_NAME = "default"
 DEFAULT_FILE = "folkrnn_v2_default.safetensors"
-NO_DEFAULT = "no default model is shipped yet; train one with `folkrnn train` or pass -m FILE"
+NO_DEFAULT = "the default model file is missing from this installation; reinstall folkrnn or pass -m FILE"
 
 
 def default_model_path() -> Path | None:

@@ -248,9 +248,12 @@ def tune_to_midi(tokens: Sequence[str], tempo: float = DEFAULT_TEMPO, program: i
 
 
 def write_midi(path: str | Path, tokens: Sequence[str], **kw) -> Path:
-    """Write `tune_to_midi(tokens, **kw)` to `path`."""
+    """Write `tune_to_midi(tokens, **kw)` to `path` (atomically: never half a file)."""
+    from folkrnn.files import atomic_write
+
     path = Path(path)
-    tune_to_midi(tokens, **kw).save(str(path))
+    mid = tune_to_midi(tokens, **kw)
+    atomic_write(path, lambda tmp: mid.save(tmp))
     return path
 
 
