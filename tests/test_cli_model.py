@@ -213,14 +213,35 @@ def test_30000_tunes_stream_in_bounded_memory(models, tmp_path):
     assert text.count("\nX:") + text.startswith("X:") == 30000 and "X:30000\n" in text
 
 
-def test_tokens_format_leaves_out_headless_sequences(models, capsys, tmp_path):
+def test_prime_without_meter_and_key_gets_them(models, capsys, tmp_path):
     f = tmp_path / "t.txt"
     rc, _, err = run(capsys, "generate", "-m", str(models["rand"]), "-n", "5", "--seed", "4", "--format", "tokens",
                      "--prime", "M:* K:*", "--max-length", "30", "-o", str(f), "--no-progress")
     assert rc == 0 and "left out" not in err and len(read_tunes(f)) == 5
-    rc, out, err = run(capsys, "generate", "-m", str(models["ender"]), "-n", "3", "--seed", "4", "--format", "tokens",
-                       "--prime", "*", "--no-progress")
-    assert rc == 0 and out == "" and "left out 3 sequence(s) that do not start with a meter and a key token" in err
+    # a prime of notes only (or a bare wildcard) used to print nothing and exit 0
+    for prime in ("*", "c d e f"):
+        rc, out, err = run(capsys, "generate", "-m", str(models["ender"]), "-n", "3", "--seed", "4", "--format", "tokens",
+                           "--prime", prime, "--no-progress")
+        lines = out.split("\n")
+        assert rc == 0 and out.count("M:") == 3 and out.count("K:") == 3, err
+        assert all(lines[i + 1].startswith("K:") for i, line in enumerate(lines) if line.startswith("M:"))
+        if prime != "*":
+            assert out.count("\nc d e f\n") == 3
+    rc, out, _ = run(capsys, "generate", "-m", str(models["ender"]), "--seed", "4", "--format", "json",
+                     "--prime", "c d e f", "--no-progress")
+    assert json.loads(out)["settings"]["prime"] == "M:* K:* c d e f"
+
+
+def test_no_tune_written_is_an_error(capsys, tmp_path):
+    # A vocabulary with no meter or key tokens cannot make a data_v2 tune: say so, exit 2.
+    vocab = Vocabulary(["<s>", "</s>", "C", "|"])
+    m = FolkRNN(ModelConfig(vocab_size=4, hidden_size=8, num_layers=1)).eval()
+    with torch.no_grad():
+        m.out.bias.copy_(torch.tensor([0.0, 5.0, 0.0, 0.0]))
+    save_checkpoint(tmp_path / "m.safetensors", m, vocab)
+    rc, out, err = run(capsys, "generate", "-m", str(tmp_path / "m.safetensors"), "-n", "2", "--seed", "1",
+                       "--format", "tokens", "--no-progress")
+    assert rc == 2 and out == "" and "no tune written" in err
 
 
 def test_reduced_precision_cli(models, capsys):

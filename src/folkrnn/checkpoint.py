@@ -119,9 +119,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise FolkRNNError(f"{path}: corrupt or truncated checkpoint ({_one_line(e)})") from None
-    recorded = meta.get("tensors_sha256")
-    if recorded is not None and tensors_sha256(tensors) != recorded:
-        raise FolkRNNError(f"{path}: the weights do not match the checksum in the file's header (a damaged file?)")
     model = FolkRNN(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -135,6 +132,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             raise FolkRNNError(f"{path}: tensor {k} has dtype {v.dtype}, expected a float type")
         if not torch.isfinite(v).all():
             raise FolkRNNError(f"{path}: tensor {k} holds NaN or infinite values")
+    recorded = meta.get("tensors_sha256")
+    if recorded is not None and tensors_sha256(tensors) != recorded:
+        raise FolkRNNError(f"{path}: the weights do not match the checksum in the file's header (a damaged file?)")
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(device).eval()
     return Checkpoint(model, vocab, meta)

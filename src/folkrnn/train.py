@@ -666,25 +666,29 @@ class Trainer:
 
 
 class _deferred_sigint:
-    """Within the block, the first SIGINT only sets a flag (the object, called, tells);
-    a second one interrupts at once. Outside the main thread nothing changes."""
+    """Within the block, the first SIGINT or SIGTERM only sets a flag (the object, called,
+    tells); a second one interrupts at once. Outside the main thread nothing changes."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.flag = False
-        self.previous = None
+        self.previous: dict = {}
 
     def _handler(self, signum, frame):
         self.flag = True
-        signal.signal(signal.SIGINT, self.previous)  # a second Ctrl-C stops at once
+        for sig, prev in self.previous.items():  # a second signal stops at once
+            signal.signal(sig, prev)
 
     def __enter__(self) -> Callable[[], bool]:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler) or signal.SIG_DFL
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handler) or signal.SIG_DFL
         return lambda: self.flag
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, prev in self.previous.items():
+            signal.signal(sig, prev)
 
 
 LOG_FIELDS = ("iteration", "epoch", "elapsed_s", "tokens", "train_nll", "valid_nll", "lr")

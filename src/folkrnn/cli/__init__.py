@@ -14,7 +14,7 @@ from folkrnn import __version__
 from folkrnn.errors import FolkRNNError
 
 # Order = order in `folkrnn --help`.
-_COMMAND_MODULES = ("codec", "corpus", "model", "train", "evaluate", "explain", "demo", "serve")
+_COMMAND_MODULES = ("codec", "corpus", "info", "generate", "score", "train", "evaluate", "explain", "demo", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +31,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sigterm_as_interrupt():
+    """SIGTERM (`kill`, `timeout`) ends a command the way Ctrl-C does: finished output is
+    kept. Returns the handler it replaced (None when not in the main thread)."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler) or signal.SIG_DFL
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    previous = _sigterm_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except FolkRNNError as e:
@@ -50,3 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout = None  # type: ignore[assignment]
         finally:
             return 0
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)

@@ -27,7 +27,7 @@ def threads(n: int, rows: int | None = None) -> None:
 
 
 def load(spec: str):
-    from folkrnn.checkpoint import load_model
+    from folkrnn.load import load_model
 
     return load_model(spec)
 

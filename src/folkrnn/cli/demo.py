@@ -29,21 +29,25 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from folkrnn.abc import parse_key, tokens_to_abc
+    from folkrnn.abc import parse_key
+    from folkrnn.cli.common import threads
     from folkrnn.load import load_model
     from folkrnn.datafile import write_tunes
     from folkrnn.errors import FolkRNNError
     from folkrnn.evaluate import evaluate_tunes, format_table
+    from folkrnn.generated import Settings, abc_or_error, with_meter_and_key
     from folkrnn.midi import write_midi
-    from folkrnn.cli.model import _threads
     from folkrnn.sample import SampleConfig, drop_unwritable, make_prime, sample
 
     parse_key(args.key)
     prime = make_prime(meter=args.meter, mode=args.mode)
-    cfg = SampleConfig(num_tunes=args.num_tunes, seed=args.seed, temperature=args.temperature, prime=prime)
-    _threads(0, args.num_tunes)
+    threads(0, args.num_tunes)
     ckpt = load_model(args.model)
+    cfg = SampleConfig(num_tunes=args.num_tunes, seed=args.seed, temperature=args.temperature,
+                       prime=with_meter_and_key(prime, ckpt.vocab))
     name = ckpt.metadata.get("name") or Path(ckpt.metadata.get("file", args.model)).name
+    settings = Settings(model=name, seed=args.seed, temperature=args.temperature, prime=" ".join(cfg.prime),
+                        max_length=cfg.max_length, key=args.key, title="folkrnn demo tune {x}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -53,18 +57,15 @@ def run(args) -> int:
     midis = 0
     for t in sample(ckpt.model, ckpt.vocab, cfg, progress=True):
         tunes.append(t.tokens)
-        comments = [f"folkrnn demo: model {name}, seed {args.seed}, temperature {args.temperature}, tune {t.index + 1}"]
-        if t.truncated:
-            comments.append("stopped at the length cap")
-        kept, dropped = drop_unwritable(t.tokens)
-        if dropped:
-            comments.append(f"left out {len(dropped)} token(s) ABC cannot place: {' '.join(dropped[:20])}")
-        try:
-            abc = tokens_to_abc(kept, key=args.key, x=t.index + 1, title=f"folkrnn demo tune {t.index + 1}", comments=comments)
-            write_midi(out / f"tune{t.index + 1:02d}.mid", kept)
-            midis += 1
-        except FolkRNNError as e:  # the model wrote something that is not a tune: show it, go on
-            abc = f"% tune {t.index + 1} is not a well-formed transcription ({e}):\n% {' '.join(t.tokens)}\n"
+        abc, err = abc_or_error(t, settings)
+        if abc is None:  # the model wrote something that is not a tune: show it, go on
+            abc = f"% tune {t.index + 1} is not a well-formed transcription ({err}):\n% {' '.join(t.tokens)}\n"
+        else:
+            try:
+                write_midi(out / f"tune{t.index + 1:02d}.mid", drop_unwritable(t.tokens)[0])
+                midis += 1
+            except FolkRNNError as e:
+                abc += f"% no MIDI: {e}\n"
         abcs.append(abc)
         print(abc)
     (out / "tunes.abc").write_text("\n".join(abcs), "utf-8")

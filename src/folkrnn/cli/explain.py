@@ -14,7 +14,7 @@ from folkrnn.errors import FolkRNNError
 
 
 def register(sub) -> None:
-    from folkrnn.cli.model import MODEL_HELP
+    from folkrnn.cli.common import MODEL_HELP
 
     p = sub.add_parser(
         "explain",
@@ -45,8 +45,8 @@ def run_explain(args) -> int:
         for a in registered():
             print(f"{a.name:18} {a.section:9} -> {a.key:12} {a.title}")
         return 0
+    from folkrnn.cli.common import threads as _threads
     from folkrnn.load import load_model
-    from folkrnn.cli.model import _threads
     from folkrnn.interp.counts import token_counts
     from folkrnn.interp.registry import ExplainConfig
     from folkrnn.interp.report import explain
