@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import folkrnn.load as ld
 from folkrnn.checkpoint import FORMAT_VERSION, load_checkpoint, parameter_table, read_metadata, save_checkpoint
@@ -149,3 +149,22 @@ def test_old_import_paths_of_the_loader_still_work():
     from folkrnn.checkpoint import load_model as old
 
     assert old is load_model
+
+
+def test_tensor_checksum_catches_damage_a_valid_header_hides(tmp_path):
+    p = tmp_path / "m.safetensors"
+    save_checkpoint(p, FolkRNN(ModelConfig(hidden_size=8, num_layers=1)), V2)
+    assert len(read_metadata(p)["tensors_sha256"]) == 64
+    data = bytearray(p.read_bytes())
+    data[-7] ^= 0x01  # one flipped bit in the last tensor's bytes: header and shapes intact, values finite
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FolkRNNError, match=r"bad\.safetensors: the weights do not match the checksum") as e:
+        load_checkpoint(bad)
+    assert "\n" not in str(e.value)
+    # a file written before checksums existed still loads
+    meta = read_metadata(p)
+    del meta["tensors_sha256"]
+    old = tmp_path / "old.safetensors"
+    save_file(load_file(str(p)), str(old), metadata={"folkrnn": json.dumps(meta)})
+    assert load_checkpoint(old).model.config.hidden_size == 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,6 +115,36 @@ def test_resume_after_sigkill_reaches_same_weights(data, tmp_path):
     a = load_file(str(tmp_path / "ref" / "last.safetensors"))
     b = load_file(str(run / "last.safetensors"))
     assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_ctrl_c_saves_the_state_so_resume_loses_nothing(data, tmp_path):
+    # No timed or periodic checkpoint: before Ctrl-C saved one, the state was only
+    # written at the end of each epoch, and an interrupted epoch was lost.
+    args = ["train", str(data), *TINY, "--epochs", "3", "--eval-every", "4", "--checkpoint-minutes", "600", "--seed", "5"]
+    ref = run_cli(*args, "-o", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+
+    run = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "folkrnn", *args, "-o", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "log.csv").exists() and time.time() < deadline:  # the first validation (iteration 4)
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    logged = [int(line.split(",")[0]) for line in (run / "log.csv").read_text().splitlines()[1:]]
+    done = read_metadata_state(run)
+    assert 4 <= max(logged) <= done < 3 * 15, (logged, done)
+    assert re.search(rf"state saved at epoch \d+, iteration {done};", err), err
+    assert read_metadata(run / "last.safetensors")["training"]["iteration"] == done
+
+    r = run_cli(*args, "-o", str(run), "--resume")
+    assert r.returncode == 0, r.stderr
+    a = load_file(str(tmp_path / "ref" / "last.safetensors"))
+    b = load_file(str(run / "last.safetensors"))
     for k in a:
         assert torch.equal(a[k], b[k]), k
 

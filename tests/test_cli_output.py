@@ -1,0 +1,202 @@
+"""What `generate` leaves behind: finished tunes kept on Ctrl-C, file modes, options that
+would be ignored refused, MIDI folders without stale files, X: numbering."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from folkrnn.checkpoint import save_checkpoint
+from folkrnn.cli import main
+from folkrnn.datafile import read_tunes
+from folkrnn.errors import FolkRNNError
+from folkrnn.files import StreamedFile, atomic_write
+from folkrnn.model import FolkRNN, ModelConfig
+from folkrnn.vocab import Vocabulary
+
+V2 = Vocabulary.v2()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny random model whose tunes end soon (a strong </s> bias)."""
+    d = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    m = FolkRNN(ModelConfig(hidden_size=16, num_layers=1)).eval()
+    with torch.no_grad():
+        m.out.bias[V2.eos] += 2.0
+    save_checkpoint(d / "m.safetensors", m, V2)
+    return d / "m.safetensors"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def umask022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------
+def _interrupt_generate(model: Path, out: Path, sig=signal.SIGINT) -> subprocess.CompletedProcess:
+    """Start a very long `generate -o out`, wait for some tunes, send `sig`."""
+    cmd = [sys.executable, "-m", "folkrnn", "generate", "-m", str(model), "-n", "1000000", "-s", "1", "-f", "tokens",
+           "-o", str(out), "--batch-size", "8", "--max-length", "40", "--no-progress", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        tmps = list(out.parent.glob(f".{out.name}.*.tmp"))
+        if tmps and tmps[0].stat().st_size > 3000:
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def test_interrupted_generate_keeps_every_finished_tune(model, tmp_path):
+    out = tmp_path / "big.txt"
+    r = _interrupt_generate(model, out)
+    assert r.returncode == 130, r.stderr
+    assert "Traceback" not in r.stderr
+    tunes = read_tunes(out)  # whole tunes only: a half-written one would not parse or would differ
+    assert f"kept {len(tunes)} finished tune(s) in {out}" in r.stderr
+    assert len(tunes) >= 10
+    assert out.read_text().endswith("\n") and not list(tmp_path.glob(".*.tmp"))
+    # the kept tunes are the first ones of the seed, in order
+    rc = main(["generate", "-m", str(model), "-n", str(len(tunes)), "-s", "1", "-f", "tokens", "--max-length", "40",
+               "-o", str(tmp_path / "ref.txt"), "--no-progress"])
+    assert rc == 0 and (tmp_path / "ref.txt").read_text() == out.read_text()
+
+
+def test_interrupted_generate_never_clobbers_an_existing_file(model, tmp_path):
+    out = tmp_path / "big.txt"
+    out.write_text("M:4/4\nK:Cmaj\nC D E F |\n")
+    r = _interrupt_generate(model, out, signal.SIGTERM)  # `timeout`, `kill`: the same as Ctrl-C
+    assert r.returncode == 130, r.stderr
+    assert out.read_text() == "M:4/4\nK:Cmaj\nC D E F |\n"
+    partial = tmp_path / "big.txt.partial"
+    assert f"in {partial}" in r.stderr and len(read_tunes(partial)) >= 10
+
+
+def test_streamed_file_cuts_an_unfinished_record(tmp_path, umask022):
+    p = tmp_path / "a.txt"
+    f = StreamedFile(p)
+    f.write("one\n")
+    f.commit()
+    f.write("two\n")
+    f.commit()
+    f.write("thr")  # Ctrl-C in the middle of the third record
+    f.file.flush()
+    assert f.interrupt() == p and p.read_text() == "one\ntwo\n" and mode(p) == 0o644
+    g = StreamedFile(tmp_path / "b.txt")
+    g.write("half")
+    assert g.interrupt() is None and not (tmp_path / "b.txt").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+# -- file modes --------------------------------------------------------------------------
+def test_written_files_follow_the_umask_and_keep_a_replaced_files_mode(model, tmp_path, capsys, umask022):
+    out = tmp_path / "t.abc"
+    assert run(capsys, "generate", "-m", str(model), "-n", "2", "-s", "1", "-o", str(out), "--no-progress")[0] == 0
+    assert mode(out) == 0o644  # was 0600 whatever the umask (mkstemp)
+    out.chmod(0o640)
+    assert run(capsys, "generate", "-m", str(model), "-n", "2", "-s", "2", "-o", str(out), "--no-progress")[0] == 0
+    assert mode(out) == 0o640
+    os.umask(0o077)
+    ck = tmp_path / "c.safetensors"
+    save_checkpoint(ck, FolkRNN(ModelConfig(hidden_size=8, num_layers=1)), V2)  # what train writes
+    assert mode(ck) == 0o600
+    atomic_write(tmp_path / "x", lambda tmp: Path(tmp).write_text("x"))
+    assert mode(tmp_path / "x") == 0o600
+
+
+def test_corpus_output_mode(tmp_path, capsys, umask022):
+    src = tmp_path / "in.txt"
+    src.write_text("M:4/4\nK:Cmaj\n| C D E F | G A B c |\n")
+    out = tmp_path / "out.txt"
+    assert run(capsys, "corpus", str(src), "-o", str(out), "-q")[0] == 0
+    assert mode(out) == 0o644
+
+
+# -- options -----------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, msg", [
+    (["-k", "D", "-f", "tokens"], "token output is always in C"),
+    (["--tempo", "90", "-f", "tokens"], "--tempo apply to"),
+    (["--program", "40", "-f", "tokens"], "--program apply to"),
+    (["--soundfont", "x.sf2", "-f", "midi", "-o", "d"], "--soundfont is only used with --wav"),
+    (["--beam", "0"], "--beam must be >= 1"),
+    (["--program", "200"], "--program must be 0-127"),
+    (["--prime-abc", "missing.abc"], "missing.abc: no such file"),
+])
+def test_misleading_options_are_refused(model, capsys, tmp_path, argv, msg):
+    rc, out, err = run(capsys, "generate", "-m", str(model), "--no-progress", *argv)
+    assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_state_file_is_not_a_model(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    p = tmp_path / "state.safetensors"
+    save_file({"x": torch.zeros(1)}, str(p), metadata={"state": "{}"})
+    rc, _, err = run(capsys, "generate", "-m", str(p))
+    assert rc == 2 and "training state file" in err and "best.safetensors" in err
+
+
+def test_tempo_program_and_first_index_in_abc(model, capsys):
+    rc, out, _ = run(capsys, "generate", "-m", str(model), "-n", "2", "-s", "5", "--tempo", "96", "--program", "73",
+                     "--first-index", "11", "--no-progress")
+    assert rc == 0
+    assert out.count("Q:1/4=96\n") == 2 and out.count("%%MIDI program 73\n") == 2
+    assert "X:11\n" in out and "X:12\n" in out and "X:1\n" not in out
+    lines = out.splitlines()
+    first = lambda prefix: next(i for i, ln in enumerate(lines) if ln.startswith(prefix))
+    assert first("M:") < first("Q:") < first("K:") and first("%%MIDI") < first("K:")  # in the header
+    rc, plain, _ = run(capsys, "generate", "-m", str(model), "-n", "2", "-s", "5", "--no-progress")
+    assert "Q:" not in plain and "%%MIDI" not in plain
+    # the same tunes: numbering only
+    strip = lambda t: [ln for ln in t.splitlines() if not ln.startswith(("X:", "T:", "Q:", "%%MIDI"))]
+    assert strip(out) == strip(plain)
+
+
+def test_midi_folder_holds_only_this_runs_tunes(model, capsys, tmp_path):
+    d = tmp_path / "mid"
+    assert run(capsys, "generate", "-m", str(model), "-n", "4", "-s", "1", "-f", "midi", "-o", str(d), "--no-progress")[0] == 0
+    (d / "notes.txt").write_text("mine")
+    rc, _, err = run(capsys, "generate", "-m", str(model), "-n", "2", "-s", "1", "-f", "midi", "-o", str(d), "--no-progress")
+    assert rc == 0 and "removed 2 tune file(s)" in err
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt", "tune_00001.mid", "tune_00002.mid"]
+    assert run(capsys, "generate", "-m", str(model), "-n", "1", "-s", "1", "-f", "midi", "-o", str(d),
+               "--first-index", "7", "--no-progress")[0] == 0
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt", "tune_00007.mid"]
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    p = tmp_path / "f"
+    p.write_text("old")
+
+    def boom(tmp):
+        Path(tmp).write_text("new, half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(p, boom)
+    assert p.read_text() == "old" and sorted(x.name for x in tmp_path.iterdir()) == ["f"]
+    with pytest.raises(FolkRNNError, match="is a folder"):
+        atomic_write(tmp_path, lambda tmp: None)
