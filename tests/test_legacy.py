@@ -355,5 +355,5 @@ def test_info_on_a_pickle(v2_pickle, capsys):
     path, _ = v2_pickle
     assert main(["info", "-m", str(path), "--no-gates"]) == 0
     out = capsys.readouterr().out
-    assert "source     lasagne-pickle folkrnn_v2.pkl" in out and "experiment_id=folkrnn_v2_test" in out
-    assert "losses_train: 2 values" in out and "layers.2.weight_hh" in out
+    assert "imported    lasagne-pickle folkrnn_v2.pkl" in out and "experiment_id folkrnn_v2_test" in out
+    assert "training loss: 2 values" in out and "layers.2.weight_hh" in out and "checksum" not in out

@@ -76,8 +76,10 @@ def model_card(spec: str, ckpt, rows) -> list[str]:
     title = meta.get("name") or Path(str(meta.get("file", spec))).name
     out = [title, "=" * len(title)]
     out += _field("file", str(meta.get("file") or spec))
-    out += _field("checksum", "the weights match the sha256 in the file's header" if meta.get("tensors_sha256")
-                  else "none recorded (a file written before folkrnn recorded one)")
+    if meta.get("tensors_sha256"):
+        out += _field("checksum", "the weights match the sha256 in the file's header")
+    elif not isinstance(meta.get("source"), dict):  # (a pickle's own sha256 is on the `imported` line)
+        out += _field("checksum", "none recorded (a file written before folkrnn recorded one)")
     out += _field("network", f"{c.num_layers} LSTM layers x {c.hidden_size} units; one-hot input, softmax over "
                   f"{c.vocab_size} tokens; dropout {c.dropout:g} after each layer in training")
     out += _field("parameters", f"{n_params:,} (plus {n_init:,} learned initial-state numbers c0, h0: "
