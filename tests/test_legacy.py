@@ -1,4 +1,4 @@
-"""Lasagne pickle import: original layout, numpy re-computation of SPEC §2, hostile and broken pickles."""
+"""Lasagne pickle import: original layout, numpy re-computation of the LSTM equations, hostile and broken pickles."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def py2_pickle(obj, as_bytes_keys: bool = False) -> bytes:
 
 
 def lasagne_params(rng: np.random.Generator, V: int, H: int, L: int = 3, scale: float = 0.3) -> list[np.ndarray]:
-    """1 + 14 L + 2 float32 arrays in Lasagne's layout (SPEC §3)."""
+    """1 + 14 L + 2 float32 arrays in Lasagne's layout (docs/tokens.md)."""
     f = lambda *shape: (rng.standard_normal(shape) * scale).astype(np.float32)  # noqa: E731
     params = [np.eye(V, dtype=np.float32)]
     n_in = V
@@ -82,7 +82,7 @@ def v2_token2idx(as_bytes: bool = True) -> dict:
 
 
 def numpy_probs(params: list[np.ndarray], ids: list[int]) -> np.ndarray:
-    """SPEC §2 from the Lasagne arrays, one time step at a time, in float64: (T, V)."""
+    """The v2 equations (docs/tokens.md) from the Lasagne arrays, one time step at a time, in float64: (T, V)."""
     p = [a.astype(np.float64) for a in params]
     L = (len(p) - 3) // 14
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731

@@ -1,4 +1,4 @@
-"""Import the original folk-rnn weights: a Theano/Lasagne pickle (SPEC §3) -> `Checkpoint`.
+"""Import the original folk-rnn weights: a Theano/Lasagne pickle (docs/tokens.md) -> `Checkpoint`.
 
 The release's `metadata/folkrnn_v2.pkl` (and the same-layout "worepeats" and Swedish
 models) is a Python 2 pickle of a dict holding `token2idx` and `param_values`, a list of

@@ -1,7 +1,7 @@
 """What a v2 token means: its class, its duration, its pitch.
 
 Shared by the ABC writer, the evaluator and the interpretability tools, so that
-there is one reading of the token language (SPEC §1).
+there is one reading of the token language (docs/tokens.md).
 
 Durations are `Fraction`s of an eighth note (L:1/8). Pitches are MIDI numbers with
 `C` = 60 (middle C) and `c` = 72, read as ABC does: under the key signature of the

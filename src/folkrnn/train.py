@@ -1,4 +1,4 @@
-"""Training with the folk-rnn v2 recipe (config5, SPEC §4): resumable, optionally distributed.
+"""Training with the folk-rnn v2 recipe (config5, docs/training.md): resumable, optionally distributed.
 
 The recipe: one-hot input, 3 x 512 LSTM, dropout 0.5 after each layer, RMSprop
 (lr 0.003, rho 0.9, eps 1e-6), batches of 64 tunes of (near) equal length drawn by

@@ -156,8 +156,8 @@ def _training_lines(meta: dict) -> list[str]:
     corpus = meta.get("corpus")
     if isinstance(corpus, dict) and corpus.get("sources"):
         tot = corpus.get("totals", {})
-        out += _field("corpus", f"{', '.join(corpus['sources'])}: {tot.get('read', '?')} tunes read, "
-                      f"{tot.get('kept', '?')} kept")
+        out += _field("corpus", f"{', '.join(corpus['sources'])}: {_count(tot.get('read'))} tunes read, "
+                      f"{_count(tot.get('kept'))} kept")
     if tr.get("init"):
         init = tr["init"]
         out += _field("fine-tuned", f"from {init.get('model')} (sha256 {str(init.get('sha256', ''))[:16]})")
@@ -202,6 +202,10 @@ def history_table(hist: list[dict], rows: int = HISTORY_ROWS) -> list[str]:
                    f"{(f'{tr:.4f}' if tr is not None else '-'):>9}  {r.get('valid_nll', float('nan')):>9.4f}  "
                    f"{r.get('lr', 0):>8.3g}" + (" *" if i == best else ""))
     return out
+
+
+def _count(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else "?"
 
 
 def _value(v) -> str:
