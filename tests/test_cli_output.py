@@ -163,7 +163,12 @@ def test_tempo_program_and_first_index_in_abc(model, capsys):
     rc, out, _ = run(capsys, "generate", "-m", str(model), "-n", "2", "-s", "5", "--tempo", "96", "--program", "73",
                      "--first-index", "11", "--no-progress")
     assert rc == 0
-    assert out.count("Q:1/4=96\n") == 2 and out.count("%%MIDI program 73\n") == 2
+    beat = {"M:6/8": "3/8", "M:9/8": "3/8", "M:12/8": "3/8", "M:3/2": "1/2"}
+    meters = [ln for ln in out.splitlines() if ln.startswith("M:")]
+    assert [ln for ln in out.splitlines() if ln.startswith("Q:")] == [f"Q:{beat.get(m, '1/4')}=96" for m in meters]
+    assert out.count("%%MIDI program 73\n") == 2
+    rc, jig, _ = run(capsys, "generate", "-m", str(model), "-s", "5", "--meter", "6/8", "--tempo", "110", "--no-progress")
+    assert "\nQ:3/8=110\n" in jig  # the dotted-quarter beat, as the MIDI tempo counts it
     assert "X:11\n" in out and "X:12\n" in out and "X:1\n" not in out
     lines = out.splitlines()
     first = lambda prefix: next(i for i, ln in enumerate(lines) if ln.startswith(prefix))

@@ -52,8 +52,10 @@ def with_meter_and_key(prime: Sequence[str], vocab: Vocabulary) -> tuple[str, ..
 class Settings:
     """How a batch of tunes was made, as written in every tune's comments and JSON.
 
-    `first_x`: the X: number of tune index 0. `tempo` (quarter notes a minute) and
-    `program` (General MIDI, 0-127), when given, become `Q:` and `%%MIDI program`."""
+    `first_x`: the X: number of tune index 0. `tempo` (the meter's beats a minute, as
+    in folkrnn.midi: a quarter in 2/4 3/4 4/4, a dotted quarter in 6/8 9/8 12/8, a half
+    in 3/2) and `program` (General MIDI, 0-127), when given, become `Q:` and
+    `%%MIDI program`."""
 
     model: str
     seed: int | None = None
@@ -94,11 +96,16 @@ def comments(tune: Tune, s: Settings) -> list[str]:
     return out
 
 
-def _playback_fields(abc: str, s: Settings) -> str:
-    """Put `Q:` and `%%MIDI program` just before the K: line (the end of the header)."""
+_BEAT = {2: "1/4", 3: "3/8", 4: "1/2"}
+
+
+def _playback_fields(abc: str, meter: str, s: Settings) -> str:
+    """Put `Q:` (in the meter's beat) and `%%MIDI program` just before the K: line."""
+    from folkrnn.midi import beat_eighths
+
     extra = []
     if s.tempo is not None:
-        extra.append(f"Q:1/4={s.tempo:g}")
+        extra.append(f"Q:{_BEAT[beat_eighths(meter)]}={s.tempo:g}")
     if s.program is not None:
         extra.append(f"%%MIDI program {s.program}")
     if not extra:
@@ -124,7 +131,7 @@ def abc_or_error(tune: Tune, s: Settings) -> tuple[str | None, str | None]:
         abc = tokens_to_abc(kept, key=s.key, x=x, title=s.title.format(x=x), comments=notes)
     except FolkRNNError as e:
         return None, str(e)
-    return _playback_fields(abc, s), None
+    return _playback_fields(abc, kept[0], s), None
 
 
 def tune_abc(tune: Tune, s: Settings) -> str:

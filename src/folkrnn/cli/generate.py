@@ -58,7 +58,8 @@ def register(sub) -> None:
     p.add_argument("--alternatives", type=int, default=0, metavar="K",
                    help="JSON: also give the K most probable tokens and their probabilities at every step")
     p.add_argument("--tempo", type=float, default=None,
-                   help=f"quarter notes per minute: MIDI tempo, ABC Q: field (default {DEFAULT_TEMPO:g} in MIDI, none in ABC)")
+                   help=f"beats per minute (a quarter in 2/4 3/4 4/4, a dotted quarter in 6/8 9/8 12/8, a half in 3/2): "
+                   f"MIDI tempo, ABC Q: field (default {DEFAULT_TEMPO:g} in MIDI, none in ABC)")
     p.add_argument("--program", type=int, default=None,
                    help=f"General MIDI program 0-127: MIDI instrument, ABC %%%%MIDI program line "
                    f"(default {DEFAULT_PROGRAM}, violin, in MIDI; none in ABC)")
