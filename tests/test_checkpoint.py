@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,28 @@ def test_tensor_checksum_catches_damage_a_valid_header_hides(tmp_path):
     old = tmp_path / "old.safetensors"
     save_file(load_file(str(p)), str(old), metadata={"folkrnn": json.dumps(meta)})
     assert load_checkpoint(old).model.config.hidden_size == 8
+
+
+def test_info_is_a_model_card(tmp_path, capsys):
+    from folkrnn.train import TrainConfig
+
+    tc = asdict(TrainConfig())
+    hist = [{"iteration": 10 * e, "epoch": float(e), "train_nll": 3 - e / 20, "valid_nll": 3 - e / 25 + (0.5 if e > 20 else 0),
+             "lr": 0.003} for e in range(1, 31)]
+    meta = {"training": {"train_config": tc, "data": {"path": "d.txt", "tunes": 100, "train_tunes": 90, "valid_tunes": 10,
+                                                      "train_tokens": 900, "valid_tokens": 100, "sha256": "ab" * 32},
+                         "epoch": 30, "iteration": 300, "tokens_seen": 27_000, "elapsed": 7200.0, "best_valid": 2.2,
+                         "history": hist}}
+    p = tmp_path / "m.safetensors"
+    save_checkpoint(p, FolkRNN(ModelConfig(hidden_size=8, num_layers=1)), V2, meta)
+    assert main(["info", "-m", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out  # no raw JSON
+    recipe = " ".join(out.split("recipe", 1)[1].split("\n\n", 1)[0].split())
+    for k, v in tc.items():  # the whole recipe, nothing cut off
+        assert f"{k} " in recipe, k
+    table = out.split("Validation history", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    assert len(table) == 10 and sum(r.endswith("*") for r in table) == 1
+    assert table[0].split()[0] == "1.0" and table[-1].split()[0] == "30.0" and table[-1].endswith("*") is False
+    assert next(r for r in table if r.endswith("*")).split()[0] == "20.0"  # the best (epoch 20) is always shown
+    assert "data        d.txt: 100 tunes (90 for training, 10 held out)" in out

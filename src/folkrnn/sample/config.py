@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 
 from folkrnn.errors import FolkRNNError
@@ -89,6 +88,6 @@ class Tune:
 
 
 def progress_bar(total: int, enabled: bool, unit: str):
-    from tqdm import tqdm
+    from folkrnn.files import progress
 
-    return tqdm(total=total, disable=not enabled, file=sys.stderr, unit=unit, dynamic_ncols=True, leave=False, delay=1.0)
+    return progress(total=total, enabled=enabled, unit=unit)
