@@ -16,7 +16,6 @@ and one `</s>` (what the network reads and predicts around it).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections import Counter
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from folkrnn.errors import FolkRNNError
+from folkrnn.files import sha256_file
 from folkrnn.vocab import BOS, EOS, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -121,10 +121,7 @@ def counts_from_corpus(path: str | Path, vocab: Vocabulary, meta: Mapping | None
     p = Path(path)
     if p.is_dir():
         raise FolkRNNError(f"{path}: is a directory, not a data_v2 token file")
-    try:
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()
-    except OSError as e:
-        raise FolkRNNError(f"{path}: {e.strerror or e}") from None
+    digest = sha256_file(p)
     tunes = read_tunes(p)
     counts = counts_from_tunes(tunes, vocab, str(path), digest)
     if counts.total == 2 * (counts.tunes or 0):
@@ -157,8 +154,8 @@ def token_counts(meta: Mapping, vocab: Vocabulary, corpus: str | Path | None = N
     path, digest = data.get("path"), data.get("sha256")
     if isinstance(path, str) and digest and Path(path).is_file():
         try:
-            same = hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
-        except OSError:
+            same = sha256_file(path) == digest
+        except FolkRNNError:  # unreadable: count from the checkpoint instead
             same = False
         if same:
             log.info("token counts from %s, the training file the checkpoint names", path)

@@ -13,7 +13,6 @@ of any single analysis. Keys of analyses that did not run stay absent from the f
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -140,7 +139,7 @@ class Ran:
 
 def run_analyses(ctx: Context, names: list[str] | None = None, progress: bool = False) -> list[Ran]:
     """Run the named analyses (all registered by default), one progress bar each."""
-    from tqdm import tqdm
+    from folkrnn.files import progress as progress_bar
 
     todo = registered()
     if names is not None:
@@ -152,8 +151,7 @@ def run_analyses(ctx: Context, names: list[str] | None = None, progress: bool = 
     out: list[Ran] = []
     for a in todo:
         t0 = time.perf_counter()
-        with tqdm(total=1, desc=a.name, disable=not progress, file=sys.stderr, leave=True,
-                  dynamic_ncols=True, unit="step") as bar:
+        with progress_bar(total=1, desc=a.name, enabled=progress, leave=True, unit="step", delay=0) as bar:
             result = a.fn(ctx, bar)
             bar.n = bar.total or bar.n
             bar.refresh()

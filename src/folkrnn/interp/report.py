@@ -12,11 +12,10 @@ import base64
 import html
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-from folkrnn.checkpoint import atomic_write
+from folkrnn.files import atomic_write
 from folkrnn.errors import FolkRNNError
 from folkrnn.interp.registry import QUESTIONS, Context, Ran, merge_findings
 
@@ -165,14 +164,10 @@ def write_report(out_dir: str | Path, ctx: Context, ran: list[Ran]) -> tuple[Pat
     text = json.dumps(findings, indent=1, ensure_ascii=False, allow_nan=False)
     page = render_html(ctx, ran, findings)
     jpath, hpath = out / "findings.json", out / "report.html"
-    umask = os.umask(0)
-    os.umask(umask)
 
     def writer(content: str):
-        def write(tmp: str) -> None:
-            Path(tmp).write_text(content, "utf-8")
-            os.chmod(tmp, 0o666 & ~umask)  # a report is for reading (mkstemp makes 0600)
-        return write
+        # atomic_write gives the file the umask's mode (or the replaced file's), not mkstemp's 0600
+        return lambda tmp: Path(tmp).write_text(content, "utf-8")
 
     try:
         atomic_write(jpath, writer(text + "\n"))
