@@ -567,7 +567,7 @@ def source_licence(source: Source) -> dict:
                 out["note"] = f"a corpus built by folkrnn corpus from {', '.join(map(str, data.get('sources', [])))}; see its report"
                 out["built_from"] = {
                     "report": str(rep),
-                    "sha256": _sha256(rep),
+                    "sha256": sha256_file(rep),
                     "sources": data.get("sources"),
                     "licences": _built_from_licences(data),
                 }
@@ -612,7 +612,7 @@ def _quote(path: Path, root: Path | None) -> dict:
     except OSError as e:
         raise FolkRNNError(f"{path}: cannot read: {e.strerror or e}") from None
     name = path.relative_to(root).as_posix() if root is not None else str(path)
-    return {"path": name, "sha256": _sha256(path), "text": text}
+    return {"path": name, "sha256": sha256_file(path), "text": text}
 
 
 def _repair_config_dict(config: RepairConfig) -> dict:
