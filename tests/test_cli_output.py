@@ -138,6 +138,7 @@ def test_corpus_output_mode(tmp_path, capsys, umask022):
 # -- options -----------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, msg", [
     (["-k", "D", "-f", "tokens"], "token output is always in C"),
+    (["-k", "C#", "-f", "tokens"], "token output is always in C"),
     (["--tempo", "90", "-f", "tokens"], "--tempo apply to"),
     (["--program", "40", "-f", "tokens"], "--program apply to"),
     (["--soundfont", "x.sf2", "-f", "midi", "-o", "d"], "--soundfont is only used with --wav"),

@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "folkrnn"
 
 # Lowest first. A module or package (by its first name under folkrnn/) in each layer.
 LAYERS: list[set[str]] = [
-    {"__init__", "errors", "data"},
+    {"__init__", "errors", "data", "files"},
     {"vocab", "tokens"},
     {"rhythm"},
     {"abc", "midi", "datafile"},
@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"hooks", "model"},
     {"checkpoint", "legacy"},
     {"load"},
-    {"sample", "train"},
+    {"sample", "train", "generated"},
     {"interp"},
     {"cli", "web", "__main__"},
 ]

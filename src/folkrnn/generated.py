@@ -117,21 +117,28 @@ def _playback_fields(abc: str, meter: str, s: Settings) -> str:
     return "\n".join(lines[:k] + extra + lines[k:])
 
 
-def abc_or_error(tune: Tune, s: Settings) -> tuple[str | None, str | None]:
-    """The tune as ABC (tokens ABC cannot place dropped, and said so), or why not."""
+def annotated_abc(tokens: Sequence[str], key: str = "C", x: int = 1, title: str | None = None,
+                  comments: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """(ABC text, the tokens left out because ABC cannot place them, said so in a `%`
+    comment); FolkRNNError when the tokens are not a transcription at all."""
     from folkrnn.abc import tokens_to_abc
 
-    kept, dropped = drop_unwritable(tune.tokens)
-    notes = comments(tune, s)
+    kept, dropped = drop_unwritable(tokens)
+    notes = list(comments)
     if dropped:
         more = " ..." if len(dropped) > 20 else ""
         notes.append(f"left out {len(dropped)} token(s) ABC cannot place: {' '.join(dropped[:20])}{more}")
+    return tokens_to_abc(kept, key=key, x=x, title=title, comments=notes), dropped
+
+
+def abc_or_error(tune: Tune, s: Settings) -> tuple[str | None, str | None]:
+    """The tune as ABC (tokens ABC cannot place dropped, and said so), or why not."""
     x = s.first_x + tune.index
     try:
-        abc = tokens_to_abc(kept, key=s.key, x=x, title=s.title.format(x=x), comments=notes)
+        abc, _ = annotated_abc(tune.tokens, key=s.key, x=x, title=s.title.format(x=x), comments=comments(tune, s))
     except FolkRNNError as e:
         return None, str(e)
-    return _playback_fields(abc, kept[0], s), None
+    return _playback_fields(abc, tune.tokens[0], s), None
 
 
 def tune_abc(tune: Tune, s: Settings) -> str:

@@ -93,7 +93,7 @@ def check_options(args) -> None:
     if args.beam is not None and args.seed is not None:
         raise FolkRNNError("conflicting options: beam search is deterministic, it takes no --seed")
     if fmt == "tokens":
-        if args.key is not None:
+        if args.key is not None and not _is_c(args.key):
             raise FolkRNNError("conflicting options: token output is always in C (the v2 convention); "
                                "--key applies to --format abc, json and midi")
         given = [o for o, v in (("--tempo", args.tempo), ("--program", args.program)) if v is not None]
@@ -106,6 +106,13 @@ def check_options(args) -> None:
         raise FolkRNNError(f"--tempo must be > 0, got {args.tempo}")
     if args.first_index < 0:
         raise FolkRNNError(f"--first-index must be >= 0, got {args.first_index}")
+
+
+def _is_c(key: str) -> bool:
+    from folkrnn.abc.keys import parse_key
+
+    tonic = parse_key(key)
+    return tonic.letter == "C" and tonic.semitone == 0
 
 
 def abc_prime(text: str) -> tuple[list[str], str | None]:

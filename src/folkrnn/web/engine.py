@@ -353,14 +353,10 @@ class Batcher:
 def tune_abc(tokens: Sequence[str], key: str = "C", x: int = 1, title: str | None = None,
              comments: Sequence[str] = ()) -> tuple[str, list[str]]:
     """(ABC text, tokens left out because ABC cannot place them); FolkRNNError if the
-    tokens are not a transcription at all (no meter/key)."""
-    from folkrnn.abc import tokens_to_abc
+    tokens are not a transcription at all (no meter/key). See folkrnn.generated."""
+    from folkrnn.generated import annotated_abc
 
-    kept, dropped = drop_unwritable(tokens)
-    notes = list(comments)
-    if dropped:
-        notes.append(f"left out {len(dropped)} token(s) ABC cannot place: {' '.join(dropped[:20])}")
-    return tokens_to_abc(kept, key=key, x=x, title=title, comments=notes), dropped
+    return annotated_abc(tokens, key=key, x=x, title=title, comments=comments)
 
 
 def tune_midi(tokens: Sequence[str], key: str = "C", tempo: float = 100, title: str | None = None) -> bytes:
