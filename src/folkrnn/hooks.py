@@ -27,7 +27,7 @@ t-th token of `<s> t0 t1 ...` (`<s>` is position 0) and predicts the tune's toke
 (`Tune.tokens[t]` in the sampler), so "tune 3, position 40" names the same step in
 teacher forcing, sampling and scoring.
 
-`hooked_step` is the single written-out copy of the SPEC §2 equations: the explicit
+`hooked_step` is the single written-out copy of the v2 equations (docs/tokens.md): the explicit
 path (`FolkRNN.run_explicit`, also the trainer's Lasagne-style gradient clipping),
 `run_with_cache`, hooked sampling, beam search and scoring all run it. It calls only
 the hook points that have hooks, once per step on the whole batch tensor.

@@ -1,6 +1,6 @@
 """v2 tokens -> MIDI file (repeats expanded) and, with fluidsynth, audio.
 
-The tokens are read as ABC under L:1/8 (SPEC §1), with `folkrnn.tokens` for what a
+The tokens are read as ABC under L:1/8 (docs/tokens.md), with `folkrnn.tokens` for what a
 pitch sounds (key signature, bar accidentals) and for durations: a length token
 multiplies the note before it, a broken rhythm (`>`, `2>`, `/2<`...) makes the note
 before it dotted (or halved) and the next one halved (or dotted), `(p` puts the next

@@ -1,9 +1,9 @@
-"""The folk-rnn v2 network (SPEC §2): one-hot input, 3 LSTM layers x 512, softmax over 137.
+"""The folk-rnn v2 network (docs/tokens.md): one-hot input, 3 LSTM layers x 512, softmax over 137.
 
 One set of weights, two ways to run it:
 
 * the fast path (`forward`, `step`): PyTorch's fused LSTM kernel, fed the single bias
-  per gate as `bias_ih` and a zero `bias_hh`, so the arithmetic is exactly SPEC §2;
+  per gate as `bias_ih` and a zero `bias_hh`, so the arithmetic is exactly the v2 equations (docs/tokens.md);
 * the hooked step (`run_explicit`, `run_with_cache`, hooked sampling): the equations
   written out once, in `folkrnn.hooks.hooked_step`, every value passing through a named
   hook point (`model.hook_names()`) that can be read or replaced, for analysis.
@@ -203,7 +203,7 @@ class FolkRNN(nn.Module):
 
     def run_explicit(self, ids: Tensor, state: State | None = None, grad_clip: float | None = None,
                      tunes: Tensor | None = None, lengths: Tensor | None = None) -> tuple[Tensor, State]:
-        """The SPEC §2 equations one step at a time (`folkrnn.hooks.hooked_step`), every
+        """The v2 equations (docs/tokens.md) one step at a time (`folkrnn.hooks.hooked_step`), every
         value through its hook point: ids (batch, time) -> logits (batch, time, vocab), final state.
 
         `grad_clip` clamps the gradient of the gate pre-activations as Lasagne's

@@ -1,4 +1,4 @@
-"""ABC text -> folk-rnn v2 tokens (SPEC §1), one `TuneResult` per tune.
+"""ABC text -> folk-rnn v2 tokens (docs/tokens.md), one `TuneResult` per tune.
 
 A tune runs from its `X:` line to the next blank line (files without any `X:` are
 read as blank-line separated blocks that have a `K:` field). The header gives the

@@ -5,7 +5,7 @@
 a badly formed tune (that is what it measures); tokens it cannot attach to a note
 (a duration after a bar line, say) are counted as `stray`.
 
-Token semantics are those of `folkrnn.tokens` (SPEC §1): durations in eighth
+Token semantics are those of `folkrnn.tokens` (docs/tokens.md): durations in eighth
 notes, a bare note lasts 1, `a > b` is 3/2 + 1/2 of the written lengths, `2>`
 carries the preceding note's duration, `(p` squeezes the next p notes/rests/
 chords by `tokens.tuplet_ratio`, a chord `[ C E G ] 2` lasts its first note's

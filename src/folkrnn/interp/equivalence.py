@@ -3,7 +3,7 @@
 Two pitch tokens are *equivalent in a mode* when, read at the start of a bar under that
 mode's key signature (no accidental carried from earlier in the bar), they sound the same
 MIDI pitch. Under K:Cmaj `=B` and `B` are the same note; under K:Cmin a plain `B` is
-B-flat, so there `=B` is not redundant (SPEC §1). Enharmonic pairs (`^f`/`_g`) differ in
+B-flat, so there `=B` is not redundant (docs/tokens.md). Enharmonic pairs (`^f`/`_g`) differ in
 letter; redundant pairs share letter and octave, one token writing an accidental the key
 signature already implies (`=C`/`C` always, `_B`/`B` under the flat-B modes). Note `_C` is C-flat of the
 octave of `C`, i.e. B below middle C, equal to `B,` (not `B`) in the modes where B is

@@ -4,7 +4,7 @@ Modules: `config` (SampleConfig, Tune), `prime`, `randomness`, `step` (Stepper,
 HookedStepper), `generate` (sample), `beam`, `score`; every public name is importable
 from `folkrnn.sample`.
 
-Sampling (SPEC §5) carries (h, c) and feeds one token per step, so a tune costs O(n).
+Sampling (docs/generate.md) carries (h, c) and feeds one token per step, so a tune costs O(n).
 Tunes are generated in a pool of `batch_size` rows; when a tune ends (`</s>` or the
 length cap) it is handed out and its row starts the next tune, so the pool stays full
 and results stream out tune by tune (30,000 tunes never sit in memory).

@@ -1,4 +1,4 @@
-"""Batched step-wise sampling with continuous batching (SPEC §5)."""
+"""Batched step-wise sampling with continuous batching (docs/generate.md)."""
 
 from __future__ import annotations
 
