@@ -525,22 +525,58 @@ class BarGuard:
 
 
 class GuardBatch:
-    """`BarGuard`s for the rows of a sampling batch: `mask()` -> (B, V) bool."""
+    """`BarGuard`s for the rows of a sampling batch: `mask()` -> (B, V) bool, then
+    `advance(tokens)` with the (B,) ids drawn. A row's guard starts after `<s>`."""
 
     def __init__(self, vocab: Vocabulary, rows: int):
         self.vocab = vocab
         self.guards = [BarGuard(vocab) for _ in range(rows)]
+        self._last: np.ndarray | None = None
 
     def mask(self) -> np.ndarray:
-        return np.stack([g.allowed() for g in self.guards])
+        self._last = np.stack([g.allowed() for g in self.guards])
+        return self._last
+
+    def restrict(self, zt: np.ndarray, fixed: np.ndarray | None, tune_idx: np.ndarray, pos: np.ndarray,
+                 wrap_up: np.ndarray) -> np.ndarray:
+        """Logits (B, V) with -inf on the tokens the rows' guards forbid. `fixed` (B,): a
+        prime's forced id per row or -1 (a forced token must be allowed); `tune_idx`, `pos`:
+        for messages; `wrap_up` (B,) bool: rows near the length cap."""
+        ok = self.mask(wrap_up)
+        forced = np.flatnonzero(fixed >= 0) if fixed is not None else np.zeros(0, dtype=np.int64)
+        bad = forced[~ok[forced, fixed[forced]]] if len(forced) else forced
+        if len(bad):
+            r = int(bad[0])
+            raise FolkRNNError(f"--bars strict: the prime's token {self.vocab.tokens[fixed[r]]!r} at position "
+                               f"{int(pos[r]) + 1} breaks the bars of tune {int(tune_idx[r]) + 1}")
+        zt = np.where(ok, zt, -np.inf)
+        free = np.ones(len(zt), dtype=bool) if fixed is None else fixed < 0
+        empty = np.flatnonzero(~np.isfinite(zt).any(-1) & free)
+        if len(empty):
+            r = int(empty[0])
+            raise FolkRNNError(f"--bars strict: the prime leaves no token that keeps the bars right at position "
+                               f"{int(pos[r]) + 1} of tune {int(tune_idx[r]) + 1}")
+        return zt
 
     def advance(self, toks) -> None:
-        for g, t in zip(self.guards, toks):
-            g.advance(int(t))
+        last = self._last
+        for r, (g, t) in enumerate(zip(self.guards, toks)):
+            g.advance(int(t), check=last is None or not last[r, int(t)])
+        self._last = None
 
-    def reset(self, rows) -> None:
+    def reset(self, rows, prefix=()) -> None:
+        """New tunes in `rows`, their guards advanced over the shared `prefix` ids (checked)."""
         for r in rows:
-            self.guards[r] = BarGuard(self.vocab)
+            g = BarGuard(self.vocab)
+            for t in prefix:
+                g.advance(int(t))
+            self.guards[r] = g
+        self._last = None
+
+    def reset_all(self, rows: int, prefix=()) -> None:
+        self.guards = [None] * rows
+        self.reset(range(rows), prefix)
 
     def keep(self, keep) -> None:
         self.guards = [g for g, k in zip(self.guards, keep) if k]
+        self._last = None
