@@ -15,7 +15,7 @@ renormalises the distribution over what remains. It forbids:
   then held to exactly that length), and the complement + pickup pair around an
   unmarked section boundary (`... | c 6 | G 2 | ...` between full bars);
 - a bar line or `</s>` while a chord `[`, a tuplet `(p` or a broken rhythm `>` is
-  open; tokens that would attach to nothing (a duration after a duration, a rest in
+  open; a fifth note in a chord (`MAX_CHORD_NOTES`); tokens that would attach to nothing (a duration after a duration, a rest in
   a chord...); a meter or key token in the body;
 - repeat marks that would not nest (`|:` inside an open `|:`, `|2` without `|1 ... :|`),
   `</s>` inside a repeat or a first ending, or without a bar line closing the tune.
@@ -60,6 +60,7 @@ _OTHER, _PITCH, _REST, _DUR, _BROKEN, _TUPLET, _CSTART, _CEND, _BAR, _METER, _KE
 # What the previous token was (as rhythm's scanner has it).
 _P_NOTE, _P_CFIRST, _P_COTHER, _P_CEND, _P_DUR, _P_OTHER = range(6)
 
+MAX_CHORD_NOTES = 4  # the open corpus's chords hold 2 to 4 notes; a model that forgets to close one is stopped
 _FILL_UNIT = TICKS // 24  # plain notes fill any multiple of 1/24 eighth but these:
 _UNFILLABLE = frozenset({1, 2, 4, 5, 7, 10, 13})  # (in 24ths: sums of 3 (/8) and 8 (/3) miss them)
 
@@ -126,7 +127,7 @@ def _ticks(d: Fraction):
 
 # -- the bar's content: (elapsed, event, tuplet, pend, chord), a hashable tuple ---------------------
 # event: None or (base, mul_n, mul_d, prev); tuplet: (left, q, p); pend: None or (n, d);
-# chord: None, or ("open", mul_n, mul_d) before its first note, or ("notes",) after it.
+# chord: None, or ("open", mul_n, mul_d) before its first note, or ("notes", k) after k notes.
 _EMPTY = (0, None, (0, 1, 1), None, None)
 
 
@@ -158,8 +159,10 @@ def _step_local(local, c: int, val, meter: str):
     if c == _PITCH:
         if chord is not None:
             if chord[0] == "open":
-                return (elapsed, (TICKS, chord[1], chord[2], _P_CFIRST), tup, pend, ("notes",))
-            return (elapsed, (ev[0], ev[1], ev[2], _P_COTHER), tup, pend, chord)
+                return (elapsed, (TICKS, chord[1], chord[2], _P_CFIRST), tup, pend, ("notes", 1))
+            if chord[1] >= MAX_CHORD_NOTES:
+                return None
+            return (elapsed, (ev[0], ev[1], ev[2], _P_COTHER), tup, pend, ("notes", chord[1] + 1))
         elapsed, tup, mn, md = _start_event(local, meter)
         return (elapsed, (TICKS, mn, md, _P_NOTE), tup, None, None)
     if c == _REST:
