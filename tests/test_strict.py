@@ -42,7 +42,7 @@ def _walk(rng: np.random.Generator, max_tokens: int = 3000) -> list[str]:
 
 def test_random_walks_under_the_guard_have_every_bar_right():
     rng = np.random.default_rng(0)
-    tunes = [_walk(rng) for _ in range(120)]
+    tunes = [_walk(rng) for _ in range(60)]
     ev = evaluate_tunes(tunes)
     s = ev.summary
     assert s["bars_right"] == 1.0 and s["tunes_all_bars_right"] == 1.0
