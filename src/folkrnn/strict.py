@@ -294,6 +294,7 @@ class BarGuard:
         self.tokens = tuple(vocab.tokens)
         self.tab = _table(self.tokens)
         self.bar_ids = [i for i, c in enumerate(self.tab.cls) if c == _BAR]
+        self.index = {self.tokens[i]: i for i in self.bar_ids}
         self.phrase_bars = phrase_bars
         self.pos = 0  # tokens taken (0: the meter is next)
         self.meter = "M:4/4"
@@ -317,7 +318,28 @@ class BarGuard:
         self.done = False
 
     # -- queries
-    def allowed(self) -> np.ndarray:
+    def allowed(self, wrap_up: bool = False) -> np.ndarray:
+        """(V,) bool: the tokens that may come next. `wrap_up` (the length cap is near):
+        end the tune as soon as it may end, open no repeat or ending, and close an open
+        one with `:|` rather than `|` (never at the cost of leaving nothing allowed)."""
+        mask = self._allowed()
+        if wrap_up and not self.done:
+            eos = self.tab.eos
+            if eos >= 0 and mask[eos]:
+                out = np.zeros_like(mask)
+                out[eos] = True
+                return out
+            out = mask.copy()
+            for t in ("|:", "|1"):
+                if t in self.index:
+                    out[self.index[t]] = False
+            if (self.rep_open or self.pstate == "e1") and ":|" in self.index and out[self.index[":|"]]:
+                out[self.index["|"]] = False
+            if out.any():
+                return out
+        return mask
+
+    def _allowed(self) -> np.ndarray:
         V = self.tab.vocab_size
         if self.done:
             return np.zeros(V, dtype=bool)
@@ -536,8 +558,11 @@ class GuardBatch:
         self.guards = [BarGuard(vocab) for _ in range(rows)]
         self._last: np.ndarray | None = None
 
-    def mask(self) -> np.ndarray:
-        self._last = np.stack([g.allowed() for g in self.guards])
+    def mask(self, wrap_up=None) -> np.ndarray:
+        """(B, V) bool; `wrap_up` (B,) bool: rows near the length cap (see `BarGuard.allowed`)."""
+        if wrap_up is None:
+            wrap_up = [False] * len(self.guards)
+        self._last = np.stack([g.allowed(bool(w)) for g, w in zip(self.guards, wrap_up)])
         return self._last
 
     def restrict(self, zt: np.ndarray, fixed: np.ndarray | None, tune_idx: np.ndarray, pos: np.ndarray,
