@@ -17,9 +17,9 @@ from folkrnn.vocab import Vocabulary
 V2 = Vocabulary.v2()
 
 
-def _walk(rng: np.random.Generator, max_tokens: int = 3000) -> list[str]:
+def _walk(rng: np.random.Generator, max_tokens: int = 3000, unmarked: bool = False) -> list[str]:
     """A random tune drawn uniformly among what the guard allows (bar marks and </s> favoured)."""
-    g, toks = BarGuard(V2), []
+    g, toks = BarGuard(V2, unmarked_boundaries=unmarked), []
     while True:
         ids = np.flatnonzero(g.allowed())
         assert len(ids), f"dead end after {' '.join(toks)}"
@@ -42,7 +42,7 @@ def _walk(rng: np.random.Generator, max_tokens: int = 3000) -> list[str]:
 
 def test_random_walks_under_the_guard_have_every_bar_right():
     rng = np.random.default_rng(0)
-    tunes = [_walk(rng) for _ in range(60)]
+    tunes = [_walk(rng, unmarked=k % 2 == 1) for k in range(60)]
     ev = evaluate_tunes(tunes)
     s = ev.summary
     assert s["bars_right"] == 1.0 and s["tunes_all_bars_right"] == 1.0
