@@ -14,7 +14,7 @@ LAYERS: list[set[str]] = [
     {"__init__", "errors", "data", "files"},
     {"vocab", "tokens"},
     {"rhythm"},
-    {"abc", "midi", "datafile"},
+    {"abc", "midi", "datafile", "strict"},
     {"corpus", "evaluate", "ngram", "repair"},
     {"hooks", "model"},
     {"checkpoint", "legacy"},

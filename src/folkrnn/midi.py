@@ -1,11 +1,12 @@
 """v2 tokens -> MIDI file (repeats expanded) and, with fluidsynth, audio.
 
-The tokens are read as ABC under L:1/8 (docs/tokens.md), with `folkrnn.tokens` for what a
-pitch sounds (key signature, bar accidentals) and for durations: a length token
-multiplies the note before it, a broken rhythm (`>`, `2>`, `/2<`...) makes the note
-before it dotted (or halved) and the next one halved (or dotted), `(p` puts the next
-p notes in the time of q (ABC 2.1 defaults), a chord `[ ... ]` sounds its notes
-together for the first note's length times the length written after `]`.
+The tokens are read by `folkrnn.rhythm` (docs/tokens.md; the reading `folkrnn evaluate`
+uses): a length token sets the note before it, a broken rhythm (`>`, `2>`, `/2<`...)
+makes the note before it dotted (or halved) and the next one halved (or dotted), `(p`
+puts the next p notes in the time of q (ABC 2.1 defaults), a chord `[ ... ]` sounds
+its notes together for the first note's length times the length written after `]`
+(a bar line closes a chord left open), pitches sound under the key signature with
+accidentals held to the bar line.
 
 Repeats are played as written: `|: ... :|` twice, `|1` endings on the first pass
 only, `|2` on the second (`expand_repeats`). The tempo counts the meter's beat: a
@@ -28,7 +29,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from folkrnn.errors import FolkRNNError
-from folkrnn.tokens import duration, iter_sounding, kind, tuplet_ratio, tuplet_size
+from folkrnn.rhythm import events
+from folkrnn.tokens import kind
 from folkrnn.vocab import BOS, EOS
 
 log = logging.getLogger(__name__)
@@ -109,79 +111,13 @@ class Note:
 
 
 def note_events(tokens: Sequence[str], expand: bool = True) -> list[Note]:
-    """The notes of a tune (tokens with or without `<s>`/`</s>`), in playing order."""
+    """The notes of a tune (tokens with or without `<s>`/`</s>`), in playing order.
+
+    Lengths, pitches and bars are `folkrnn.rhythm`'s reading (the one `evaluate` uses)."""
     head, body = _body(tokens)
-    meter = next((t for t in head if kind(t) == "meter"), None)
-    key = next((t for t in head if kind(t) == "key"), None)
     if expand:
         body = expand_repeats(body)
-    pitch_of = dict(iter_sounding(body, key or "K:Cmaj"))
-
-    items: list[dict] = []  # pitches, base, factor, accent
-    chord: list[list] | None = None  # [midi, length] of notes inside [ ]
-    tuplet_left, tuplet_factor = 0, Fraction(1)
-    pending = Fraction(1)  # the broken-rhythm factor owed to the next event
-    accent = True
-    prev = "start"
-
-    def new_item(pitches: tuple[int, ...], base: Fraction = Fraction(1)) -> None:
-        nonlocal tuplet_left, pending, accent
-        factor = pending
-        pending = Fraction(1)
-        if tuplet_left > 0:
-            factor *= tuplet_factor
-            tuplet_left -= 1
-        items.append({"pitches": pitches, "base": base, "factor": factor, "accent": accent})
-        accent = False
-
-    for i, tok in enumerate(body):
-        k = kind(tok)
-        if k == "pitch":
-            if chord is not None:
-                chord.append([pitch_of[i], Fraction(1)])
-            else:
-                new_item((pitch_of[i],))
-        elif k == "rest":
-            if chord is None:  # a rest inside [ ] is nonsense: skipped, as evaluate does
-                new_item(())
-        elif k == "chord_start":
-            if chord is None:
-                chord = []
-        elif k == "chord_end" or (k == "bar" and chord is not None):
-            # A bar line closes a chord left open (a stray `[` the model wrote), as evaluate does;
-            # without it one stray `[` would swallow the rest of the tune.
-            if chord:
-                new_item(tuple(sorted({p for p, _ in chord})), chord[0][1])
-            chord = None
-            if k == "bar":
-                accent = True
-        elif k == "duration":
-            if chord is not None and chord and prev == "pitch":
-                chord[-1][1] = duration(tok)
-            elif items and prev in ("pitch", "rest", "chord_end"):
-                items[-1]["base"] *= duration(tok)
-        elif k == "broken":
-            if items and chord is None:
-                if tok[:-1]:
-                    items[-1]["base"] *= duration(tok)
-                dotted, halved = Fraction(3, 2), Fraction(1, 2)
-                first, second = (dotted, halved) if tok.endswith(">") else (halved, dotted)
-                items[-1]["factor"] *= first
-                pending = second
-        elif k == "tuplet":
-            p = tuplet_size(tok)
-            tuplet_left, tuplet_factor = p, tuplet_ratio(p, meter)
-        elif k == "bar":
-            accent = True
-        prev = k
-
-    out: list[Note] = []
-    t = Fraction(0)
-    for it in items:
-        length = it["base"] * it["factor"]
-        out.append(Note(t, length, it["pitches"], it["accent"]))
-        t += length
-    return out
+    return [Note(e.start, e.length, e.pitches, e.first_in_bar) for e in events(head + body)]
 
 
 def beat_eighths(meter: str | None) -> int:

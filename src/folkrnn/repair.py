@@ -44,7 +44,9 @@ from fractions import Fraction
 from folkrnn import tokens as T
 from folkrnn.abc.keys import LETTERS, Move, Note, Tonic, mode_signature, spell
 from folkrnn.abc.reader import TuneResult, read_abc
-from folkrnn.evaluate.tune import TICKS, _scan, analyse_tune
+from folkrnn.evaluate.tune import analyse_tune
+from folkrnn.rhythm import TICKS
+from folkrnn.rhythm import scan as _scan
 from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -194,25 +196,16 @@ def _candidate_positions(plain: Sequence[str], marked: Sequence[str]) -> list[in
 
 def _event_starts(tokens: Sequence[str]) -> list[int]:
     """For each token index, how many events (notes, rests, chords) start before it,
-    counted as `folkrnn evaluate` counts them (chord notes after the first do not)."""
-    out = [0] * (len(tokens) + 1)
-    n = 0
-    in_chord = False
-    for i, tok in enumerate(tokens):
-        out[i] = n
-        k = T.kind(tok)
-        if k == "chord_start":
-            if not in_chord:
-                n += 1
-            in_chord = True
-        elif k == "chord_end":
-            in_chord = False
-        elif k in ("pitch", "rest") and not in_chord:
-            n += 1
-        elif k == "bar":
-            in_chord = False
-    out[len(tokens)] = n
-    return out
+    counted as `folkrnn.rhythm` (hence `folkrnn evaluate`) counts them."""
+    from bisect import bisect_left
+
+    s = _scan(list(tokens))
+    first: dict[int, int] = {}
+    for i, e in enumerate(s.tok_ev):
+        if e >= 0 and e not in first:
+            first[e] = i
+    starts = sorted(first.values())
+    return [bisect_left(starts, i) for i in range(len(tokens) + 1)]
 
 
 def choose_line_bars(tokens: Sequence[str], positions: Sequence[int]) -> list[int]:
@@ -228,7 +221,7 @@ def choose_line_bars(tokens: Sequence[str], positions: Sequence[int]) -> list[in
     expected = T.meter_length(tokens[0]) * TICKS
     starts = _event_starts(tokens)
     # event index -> is a real bar boundary before it
-    real = {b[0] for b in scan.bars}
+    real = {b.first_event for b in scan.bars}
     durs = scan.ev_dur
     chosen = []
     pos = sorted(set(positions))

@@ -50,6 +50,9 @@ def register(sub) -> None:
     p.add_argument("--max-length", type=int, default=MAX_LENGTH, help=f"length cap in tokens (default {MAX_LENGTH})")
     p.add_argument("--beam", type=int, default=None, metavar="W",
                    help="beam search of width W >= 1 instead of sampling (deterministic: the most probable tunes)")
+    p.add_argument("--bars", choices=("free", "strict"), default="free",
+                   help="strict: draw only tokens that keep every bar right and the repeats well formed, "
+                        "renormalising over them (default free)")
     p.add_argument("-f", "--format", choices=("abc", "tokens", "json", "midi"), default="abc", help="output format (default abc)")
     p.add_argument("-o", "--out", default=None, help="output file (default stdout); for --format midi a directory")
     p.add_argument("--first-index", type=int, default=1, metavar="X",
@@ -175,13 +178,13 @@ def run_generate(args) -> int:
     cfg = SampleConfig(
         num_tunes=args.num_tunes, temperature=args.temperature, seed=seed, top_k=args.top_k, top_p=args.top_p,
         prime=prime, max_length=args.max_length, batch_size=args.batch_size,
-        beam_width=beam, alternatives=args.alternatives, precision=args.precision,
+        beam_width=beam, alternatives=args.alternatives, precision=args.precision, bars=args.bars,
     )
     compile_prime(ckpt.vocab, cfg.prime)  # unknown prime tokens fail before anything is generated
     settings = Settings(
         model=model_name(args.model), seed=None if beam else seed, temperature=cfg.temperature, top_k=cfg.top_k,
         top_p=cfg.top_p, prime=" ".join(cfg.prime), max_length=cfg.max_length, beam=beam or None, key=key,
-        precision=cfg.precision, tempo=args.tempo, program=args.program, first_x=args.first_index,
+        precision=cfg.precision, bars=cfg.bars, tempo=args.tempo, program=args.program, first_x=args.first_index,
     )
     tunes = sample(ckpt.model, ckpt.vocab, cfg, progress=not args.no_progress)
     if args.format == "midi":

@@ -29,7 +29,8 @@ from folkrnn.errors import FolkRNNError
 from folkrnn.evaluate.load import Loaded, Rejected, load_tunes
 from folkrnn.evaluate.novelty import Match, NGramIndex
 from folkrnn.evaluate.stats import COMPARED, Distributions, divergences, summarise
-from folkrnn.evaluate.tune import DEFAULT_FORM, BarError, FormConfig, Section, TuneReport, _scan, analyse_tune
+from folkrnn.evaluate.tune import DEFAULT_FORM, BarError, FormConfig, Section, TuneReport, analyse_tune
+from folkrnn.rhythm import scan as scan_rhythm
 
 __all__ = [
     "BarError",
@@ -136,7 +137,7 @@ def _analyse_all(tunes: Sequence[Sequence[str]], form: FormConfig, progress: boo
             tune = tune[:-1]
         if len(tune) < 2:
             raise FolkRNNError(f"{desc}: transcription {k + 1} is shorter than its M: and K: tokens")
-        scan = _scan(tune)
+        scan = scan_rhythm(tune)
         r = analyse_tune(tune, k, form, scan=scan)
         if titles and k < len(titles) and titles[k]:
             r = _with_title(r, titles[k])

@@ -10,6 +10,7 @@ from folkrnn.vocab import BOS, EOS
 
 MAX_LENGTH = 1000  # the original sampler's cap
 PRECISIONS = ("fp32", "bf16", "int8")
+BARS_MODES = ("free", "strict")
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class SampleConfig:
     `beam_width` > 0 switches from sampling to beam search (then `temperature`,
     `top_k`, `top_p` and `alternatives` must keep their defaults). `alternatives` = K
     records the K most probable tokens (under softmax(logits / temperature)) at every
-    position. `precision` bf16 / int8 trades exactness for speed (see `Stepper`)."""
+    position. `precision` bf16 / int8 trades exactness for speed (see `Stepper`).
+    `bars="strict"` draws only tokens that keep every bar right (`folkrnn.strict`)."""
 
     num_tunes: int = 1
     temperature: float = 1.0
@@ -32,8 +34,11 @@ class SampleConfig:
     beam_width: int = 0
     alternatives: int = 0
     precision: str = "fp32"
+    bars: str = "free"
 
     def __post_init__(self) -> None:
+        if self.bars not in BARS_MODES:
+            raise FolkRNNError(f"bars must be one of {', '.join(BARS_MODES)}, got {self.bars!r}")
         if self.precision not in PRECISIONS:
             raise FolkRNNError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.num_tunes, int) or self.num_tunes <= 0:
@@ -58,7 +63,8 @@ class SampleConfig:
             if self.num_tunes > self.beam_width:
                 raise FolkRNNError(f"beam search returns at most its width: ask for -n <= {self.beam_width} or widen the beam")
             bad = [name for name, v, d in (("temperature", self.temperature, 1.0), ("top-k", self.top_k, None),
-                                            ("top-p", self.top_p, None), ("alternatives", self.alternatives, 0)) if v != d]
+                                            ("top-p", self.top_p, None), ("alternatives", self.alternatives, 0),
+                                            ("--bars strict", self.bars, "free")) if v != d]
             if bad:
                 raise FolkRNNError(f"beam search takes the most probable tokens: it conflicts with {', '.join(bad)}")
         if EOS in self.prime or BOS in self.prime[1:]:

@@ -20,6 +20,7 @@ from folkrnn.tokens import kind
 from folkrnn.vocab import BOS, EOS, Vocabulary
 
 log = logging.getLogger(__name__)
+WRAP_UP = 150  # --bars strict: in a tune's last tokens before the cap, end as soon as the bars allow
 
 
 def sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool = False,
@@ -95,6 +96,12 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
     tune_idx = np.arange(B, dtype=np.int64)
     alts: list[list] | None = [list(start_alts) for _ in range(B)] if K else None
     next_tune = B
+    guards = None
+    if cfg.bars == "strict":
+        from folkrnn.strict import GuardBatch
+
+        guards = GuardBatch(vocab, 0)
+        guards.reset_all(B, prefix)
     pending: dict[int, Tune] = {}
     emitted = 0
     pbar = progress_bar(n, progress, "tune")
@@ -111,6 +118,8 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
                 zt += np.where(in_prime[:, None], mask_prime[pc], mask_base)
             else:
                 zt += mask_base
+            if guards is not None:
+                zt = guards.restrict(zt, fixed, tune_idx, pos, pos >= L - min(WRAP_UP, L // 4))
             if alts is not None:
                 for r, row_alts in enumerate(_top_alternatives(vocab, zt, K)):
                     alts[r].append(row_alts)
@@ -119,6 +128,8 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
             if fixed is not None:
                 tok = np.where(fixed >= 0, fixed, tok)
             rows = np.arange(len(tok))
+            if guards is not None:
+                guards.advance(tok)
             lp += log_softmax_at(z, tok)
             buf[rows, pos] = tok
             pos += 1
@@ -149,6 +160,8 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
                 lp[refill] = start_lp
                 tune_idx[refill] = np.arange(next_tune, next_tune + len(refill))
                 next_tune += len(refill)
+                if guards is not None:
+                    guards.reset(refill, prefix)
                 if alts is not None:
                     for r in refill:
                         alts[r] = list(start_alts)
@@ -159,6 +172,8 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
                 kt = torch.from_numpy(keep)
                 h, c = h[:, kt].contiguous(), c[:, kt].contiguous()
                 inp, pos, buf, lp, tune_idx = inp[keep], pos[keep], buf[keep], lp[keep], tune_idx[keep]
+                if guards is not None:
+                    guards.keep(keep)
                 if alts is not None:
                     alts = [a for a, k in zip(alts, keep.tolist()) if k]
         assert not pending and emitted == n, (emitted, n, sorted(pending)[:5])
