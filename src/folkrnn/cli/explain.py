@@ -27,8 +27,9 @@ def register(sub) -> None:
     p.add_argument("-m", "--model", default="default", help=MODEL_HELP)
     p.add_argument("-o", "--out", default=None, metavar="DIR", help="directory to write report.html and findings.json into")
     p.add_argument("--corpus", default=None, metavar="FILE",
-                   help="data_v2 token file the model was trained on, for token training counts (default: the counts "
-                   "recorded in the checkpoint, if any)")
+                   help="data_v2 token file the model was trained on: token training counts (default: the counts "
+                   "recorded in the checkpoint, if any) and the tunes the activation analyses (Q1-Q4 probes, "
+                   "nudges, respellings) read; without it those are skipped")
     p.add_argument("--quick", action="store_true", help="fewer control draws and permutations (tests, tiny models)")
     p.add_argument("--only", default=None, metavar="NAMES", help="comma-separated analyses to run (default: all)")
     p.add_argument("--list", action="store_true", help="list the analyses and exit")
@@ -66,7 +67,7 @@ def run_explain(args) -> int:
     counts = token_counts(ckpt.metadata, ckpt.vocab, args.corpus)
     name = "default" if args.model == "default" else Path(args.model).name
     html_path, json_path, findings = explain(ckpt, out, counts, ExplainConfig.make(args.quick, args.seed), name, names,
-                                             progress=not args.no_progress)
+                                             progress=not args.no_progress, corpus=args.corpus)
     skipped = [a for a in findings["analyses"] if "skipped" in a]
     print(f"wrote {html_path} and {json_path} ({len(findings['analyses']) - len(skipped)} analyses, "
           f"{time.perf_counter() - t0:.0f} s)")

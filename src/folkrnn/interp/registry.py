@@ -126,6 +126,7 @@ def register(name: str, title: str, key: str, section: str = "atlas", order: int
 def registered() -> list[Analysis]:
     """Every registered analysis, questions first, in report order."""
     import folkrnn.interp.analyses  # noqa: F401  (registers the built-in analyses)
+    import folkrnn.interp.behaviour  # noqa: F401  (and the activation analyses)
 
     return sorted(ANALYSES.values(), key=lambda a: (a.section != "questions", a.order, a.name))
 
@@ -182,7 +183,8 @@ def merge_findings(ran: list[Ran]) -> dict[str, Any]:
             if r.analysis.key in findings:
                 raise ValueError(f"findings key {r.analysis.key!r} written twice")
             findings[r.analysis.key] = f
-        answers.update(r.result.answers)
+        for q, text in r.result.answers.items():  # several analyses may answer one question: in report order
+            answers[q] = f"{answers[q]} {text}" if q in answers else text
     if answers:
         findings["answers"] = {q: answers[q] for q in sorted(answers)}
     return findings

@@ -178,11 +178,16 @@ def write_report(out_dir: str | Path, ctx: Context, ran: list[Ran]) -> tuple[Pat
 
 
 def explain(checkpoint, out_dir: str | Path, counts=None, config=None, model_name: str = "model",
-            names: list[str] | None = None, progress: bool = False) -> tuple[Path, Path, dict]:
-    """Run the analyses on `checkpoint` and write the report: (report.html, findings.json, findings)."""
+            names: list[str] | None = None, progress: bool = False,
+            corpus: str | Path | None = None) -> tuple[Path, Path, dict]:
+    """Run the analyses on `checkpoint` and write the report: (report.html, findings.json, findings).
+
+    `corpus`: a data_v2 tune file for the activation analyses (default: the file the
+    counts come from, if any); without one they are skipped."""
     from folkrnn.interp.registry import ExplainConfig, run_analyses
 
-    ctx = Context(checkpoint, counts, config or ExplainConfig(), model_name)
+    ctx = Context(checkpoint, counts, config or ExplainConfig(), model_name,
+                  extra={"corpus": str(corpus)} if corpus is not None else {})
     ran = run_analyses(ctx, names, progress)
     h, j = write_report(out_dir, ctx, ran)
     return h, j, json.loads(j.read_text("utf-8"))

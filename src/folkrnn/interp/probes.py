@@ -1,0 +1,210 @@
+"""Linear probes and unit rankings on per-token labels, each with its control.
+
+A *probe* reads a label (position in bar, next token is a bar line, section...) from a
+layer's state with a closed-form ridge classifier (one-vs-rest least squares on
+standardised features, argmax). It is fitted on some tunes and scored on others (the
+split is by tune, never by token), and judged against:
+
+- the *shuffled-label control*: the same probe fitted on the training labels permuted
+  over tokens, scored on the true held-out labels; it must sit at chance (the majority
+  class's share of the held-out tokens);
+- the *token baseline*: the same probe reading only the one-hot of the current and the
+  previous token. A state probe is *selective* by how much it beats this baseline.
+
+A *unit ranking* scores each unit of a layer by how much of its variance a label
+explains (eta squared), raw and after the current token's effect is removed (each
+token's mean activation subtracted), and by the share of its power at the bar period
+(the Fourier bin of one cycle per bar, over each tune). The chance level of eta squared
+comes from the same units with the labels permuted.
+
+>>> import numpy as np
+>>> x = np.array([[0.0], [1.0], [0.1], [0.9]]); g = np.array([0, 1, 0, 1])
+>>> round(float(eta_squared(x, g)[0]), 3)
+0.988
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from folkrnn.errors import FolkRNNError
+
+
+def eta_squared(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """values (N, H), groups (N,) ints >= 0 -> (H,): between-group SS / total SS per column."""
+    v = np.asarray(values, np.float64)
+    g = np.asarray(groups)
+    if len(g) != len(v):
+        raise FolkRNNError(f"{len(v)} rows of values but {len(g)} labels")
+    mu = v.mean(0)
+    total = ((v - mu) ** 2).sum(0)
+    k = int(g.max()) + 1 if len(g) else 0
+    n = np.bincount(g, minlength=k).astype(np.float64)
+    sums = np.zeros((k, v.shape[1]))
+    np.add.at(sums, g, v)
+    means = sums / np.maximum(n, 1)[:, None]
+    between = (n[:, None] * (means - mu) ** 2).sum(0)
+    return np.where(total > 0, between / np.where(total > 0, total, 1), 0.0)
+
+
+def residualise(values: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """values (N, H) minus each current token's mean activation (the token's own effect)."""
+    v = np.asarray(values, np.float64)
+    t = np.asarray(tokens)
+    k = int(t.max()) + 1
+    n = np.bincount(t, minlength=k).astype(np.float64)
+    sums = np.zeros((k, v.shape[1]))
+    np.add.at(sums, t, v)
+    return v - (sums / np.maximum(n, 1)[:, None])[t]
+
+
+def bar_period_power(values: np.ndarray, offsets: Sequence[int], bars: Sequence[int], min_bars: int = 4) -> np.ndarray:
+    """Mean over tunes of each unit's share of (non-constant) spectral power in the Fourier
+    bin of one cycle per bar (tune k: rows offsets[k]:offsets[k+1], `bars[k]` bars).
+    A flat spectrum gives about 1 / (rows / 2) per bin."""
+    v = np.asarray(values, np.float64)
+    acc = np.zeros(v.shape[1])
+    used = 0
+    for k in range(len(offsets) - 1):
+        a, b = offsets[k], offsets[k + 1]
+        nb = bars[k]
+        if nb < min_bars or b - a < 4 * nb or nb >= (b - a) // 2:
+            continue
+        x = v[a:b] - v[a:b].mean(0)
+        p = np.abs(np.fft.rfft(x, axis=0)) ** 2
+        tot = p[1:].sum(0)
+        acc += np.where(tot > 0, p[nb] / np.where(tot > 0, tot, 1), 0.0)
+        used += 1
+    return acc / max(used, 1)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Scores per unit: `eta` (label explains this share of the variance), `eta_resid`
+    (same after the current token's mean is removed), `bar_power` (share of power at the
+    bar period; None when not asked), `chance_eta_99` (99th percentile over units of eta
+    with the labels permuted), `chance_resid_99`."""
+
+    eta: np.ndarray
+    eta_resid: np.ndarray
+    bar_power: np.ndarray | None
+    chance_eta_99: float
+    chance_resid_99: float
+
+    def top(self, k: int, by: str = "eta_resid") -> list[int]:
+        s = getattr(self, by)
+        return [int(i) for i in np.argsort(-s, kind="stable")[:k]]
+
+
+def rank_units(values: np.ndarray, labels: np.ndarray, tokens: np.ndarray, rng: np.random.Generator,
+               offsets: Sequence[int] | None = None, bars: Sequence[int] | None = None) -> Ranking:
+    """Rank the units (columns of `values`, (N, H)) by the integer `labels` (N,); rows with a
+    label < 0 are left out of eta. `tokens` (N,): the current token of each row."""
+    v = np.asarray(values, np.float64)
+    keep = labels >= 0
+    resid = residualise(v, tokens)
+    y = labels[keep]
+    eta = eta_squared(v[keep], y)
+    eta_r = eta_squared(resid[keep], y)
+    perm = rng.permutation(y)
+    ce = float(np.quantile(eta_squared(v[keep], perm), 0.99))
+    cr = float(np.quantile(eta_squared(resid[keep], perm), 0.99))
+    bp = bar_period_power(v, offsets, bars) if offsets is not None and bars is not None else None
+    return Ranking(eta, eta_r, bp, ce, cr)
+
+
+# -- probes ---------------------------------------------------------------------------------
+def _standardise(xtr: np.ndarray, xte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = xtr.mean(0)
+    sd = xtr.std(0)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    return (xtr - mu) / sd, (xte - mu) / sd
+
+
+def ridge_fit_predict(xtr: np.ndarray, ytrs: Sequence[np.ndarray], xte: np.ndarray, classes: int,
+                      lam: float = 1e-2) -> list[np.ndarray]:
+    """Closed-form ridge one-vs-rest: for each label vector in `ytrs` ((n_train,) ints in
+    [0, classes)), the predicted classes of `xte`. One factorisation serves all of them."""
+    a, b = _standardise(np.asarray(xtr, np.float64), np.asarray(xte, np.float64))
+    n, d = a.shape
+    gram = a.T @ a + lam * n * np.eye(d)
+    chol = np.linalg.cholesky(gram)
+    out = []
+    for y in ytrs:
+        Y = np.zeros((n, classes))
+        Y[np.arange(n), y] = 1.0
+        ym = Y.mean(0)
+        w = np.linalg.solve(chol.T, np.linalg.solve(chol, a.T @ (Y - ym)))
+        out.append(np.argmax(b @ w + ym, axis=1))
+    return out
+
+
+def token_features(tokens: np.ndarray, prev: np.ndarray, vocab_size: int) -> np.ndarray:
+    """(N, 2V) one-hot of the current and the previous token (the token baseline's input)."""
+    x = np.zeros((len(tokens), 2 * vocab_size), np.float32)
+    x[np.arange(len(tokens)), tokens] = 1.0
+    x[np.arange(len(tokens)), vocab_size + prev] = 1.0
+    return x
+
+
+def split_by_tune(tunes: np.ndarray, rng: np.random.Generator, test_share: float = 0.25) -> np.ndarray:
+    """(N,) bool: the rows of held-out tunes (a `test_share` of the tunes, at least one)."""
+    ids = np.unique(tunes)
+    if len(ids) < 2:
+        raise FolkRNNError("a probe needs at least 2 tunes (it is scored on held-out tunes)")
+    n_test = max(1, int(round(test_share * len(ids))))
+    test = rng.choice(ids, n_test, replace=False)
+    return np.isin(tunes, test)
+
+
+def probe(x: np.ndarray, labels: np.ndarray, test: np.ndarray, rng: np.random.Generator,
+          baseline: np.ndarray | None = None, lam: float = 1e-2, keep_correct: bool = False) -> dict:
+    """Fit on rows ~test, score on rows `test`; labels (N,) ints, < 0 = row left out.
+
+    Returns accuracy, the shuffled-label control's accuracy, chance (majority share of
+    the held-out rows), and, with `baseline` features, the baseline's accuracy and the
+    selectivity (accuracy - baseline). `keep_correct` adds `correct`: (held-out rows,)
+    bool, for comparing probes tune by tune (`paired_lower_bound`)."""
+    keep = labels >= 0
+    tr, te = keep & ~test, keep & test
+    if tr.sum() < 2 or te.sum() < 1:
+        raise FolkRNNError("too few labelled tokens to fit and score a probe")
+    classes = int(labels[keep].max()) + 1
+    ytr, yte = labels[tr], labels[te]
+    pred, shuf = ridge_fit_predict(x[tr], [ytr, rng.permutation(ytr)], x[te], classes, lam)
+    chance = float(np.bincount(yte, minlength=classes).max() / len(yte))
+    out = {"accuracy": float((pred == yte).mean()), "shuffled": float((shuf == yte).mean()), "chance": chance,
+           "classes": classes, "train_tokens": int(tr.sum()), "test_tokens": int(te.sum())}
+    if keep_correct:
+        out["correct"] = pred == yte
+    if baseline is not None:
+        (bp,) = ridge_fit_predict(baseline[tr], [ytr], baseline[te], classes, lam)
+        out["baseline"] = float((bp == yte).mean())
+        out["selectivity"] = out["accuracy"] - out["baseline"]
+    return out
+
+
+def paired_lower_bound(a: np.ndarray, b: np.ndarray, groups: np.ndarray, rng: np.random.Generator,
+                       draws: int = 1000, q: float = 0.01) -> float:
+    """The `q` quantile of accuracy(a) - accuracy(b) (per-row bools on the same rows) when
+    the groups (tunes: rows of one tune are not independent) are resampled with replacement."""
+    ids, inv = np.unique(groups, return_inverse=True)
+    n = np.bincount(inv).astype(np.float64)
+    da = np.bincount(inv, weights=a.astype(np.float64)) - np.bincount(inv, weights=b.astype(np.float64))
+    pick = rng.integers(len(ids), size=(draws, len(ids)))
+    diffs = da[pick].sum(1) / n[pick].sum(1)
+    return float(np.quantile(diffs, q))
+
+
+def encode_labels(values: Sequence, top: int | None = None, min_count: int = 1) -> tuple[np.ndarray, list]:
+    """Hashable labels (None = no label) -> ints (-1 for None and for classes outside the
+    `top` most frequent or rarer than `min_count`), and the class names in code order."""
+    from collections import Counter
+
+    c = Counter(v for v in values if v is not None)
+    names = [k for k, n in c.most_common(top) if n >= min_count]
+    code = {k: i for i, k in enumerate(names)}
+    return np.array([code.get(v, -1) if v is not None else -1 for v in values], np.int64), names
