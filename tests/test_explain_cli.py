@@ -137,3 +137,10 @@ def test_random_lasagne_pickle_report_finds_no_structure(random_pickle, tmp_path
     assert "no closer than random pairs of seen pitch tokens by input weights" in html
     assert "no closer than random pairs of seen pitch tokens by output weights" in html
     assert "the kinds differ" not in html
+    # the activation analyses (they read the corpus) find nothing either, and say so
+    a = f["answers"]
+    for q in ("q1", "q2", "q3"):
+        assert "finds no structure" in a[q], a[q]
+    assert "no sign that it treats the spellings as equivalent" in a["q4"]
+    for row in f["bars"]["probe_detail"]["position in bar"]["layers"]:
+        assert abs(row["shuffled"] - f["bars"]["probe_detail"]["position in bar"]["chance"]) < 0.1

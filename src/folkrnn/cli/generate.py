@@ -74,6 +74,11 @@ def register(sub) -> None:
                    "int8 (dynamic, ~2x faster, also at batch 1); both drift slightly from fp32 (docs/generate.md)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (0 = auto: 1 for up to 16 tunes at a time or on a busy machine, else PyTorch's default)")
+    p.add_argument("--ablate", action="append", default=[], metavar="LAYER:UNITS",
+                   help="zero these units while sampling, to hear what they do: 3:12,301 is units 12 and 301 of layer 3's "
+                   "hidden state (layers 1-3, units from 0); or HOOK:UNITS with a hook name (docs/hooks.md); repeatable")
+    p.add_argument("--clamp", action="append", default=[], metavar="LAYER:UNITS=VALUE",
+                   help="hold these units at VALUE while sampling, e.g. 2:77=0.9; repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_generate)
 
@@ -146,6 +151,22 @@ def abc_prime(text: str) -> tuple[list[str], str | None]:
     return toks, tonic
 
 
+def _intervention_hooks(model, ablate: list[str], clamp: list[str]) -> list:
+    """--ablate / --clamp specs -> hooks for sampling (checked against the model first)."""
+    from folkrnn.interp import interventions as iv
+
+    hooks = []
+    for spec in ablate:
+        point, units = iv.parse_units(spec)
+        iv.check_point(model, point, units)
+        hooks.append(iv.zero(point, units))
+    for spec in clamp:
+        point, units, value = iv.parse_clamp(spec)
+        iv.check_point(model, point, units)
+        hooks.append(iv.clamp(point, units, value))
+    return hooks
+
+
 def run_generate(args) -> int:
     from folkrnn.abc.keys import parse_key
     from folkrnn.generated import Settings, tune_abc, tune_json, with_meter_and_key
@@ -185,8 +206,10 @@ def run_generate(args) -> int:
         model=model_name(args.model), seed=None if beam else seed, temperature=cfg.temperature, top_k=cfg.top_k,
         top_p=cfg.top_p, prime=" ".join(cfg.prime), max_length=cfg.max_length, beam=beam or None, key=key,
         precision=cfg.precision, bars=cfg.bars, tempo=args.tempo, program=args.program, first_x=args.first_index,
+        interventions=" ".join([f"--ablate {a}" for a in args.ablate] + [f"--clamp {c}" for c in args.clamp]),
     )
-    tunes = sample(ckpt.model, ckpt.vocab, cfg, progress=not args.no_progress)
+    hooks = _intervention_hooks(ckpt.model, args.ablate, args.clamp)
+    tunes = sample(ckpt.model, ckpt.vocab, cfg, progress=not args.no_progress, hooks=hooks or None)
     if args.format == "midi":
         return _write_midi(args, tunes, key)
     n_trunc = 0
