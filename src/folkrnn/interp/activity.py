@@ -30,8 +30,9 @@ class Sizes:
     """How much data the activation analyses use (the 15-minute budget of a v2 model)."""
 
     probe_tunes: int = 300
+    probe_train_tokens: int = 20000  # training tokens a probe is fitted on, at most
     max_tune_tokens: int = 400
-    ablation_tunes: int = 25  # per condition and seed
+    ablation_tunes: int = 20  # per condition and seed
     ablation_seeds: tuple[int, ...] = (1, 2)
     ablation_ks: tuple[int, ...] = (5, 20, 50)
     ablation_max_length: int = 300

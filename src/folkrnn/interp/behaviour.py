@@ -73,13 +73,14 @@ def _probe_set(ctx: Context, data, labels: dict[str, np.ndarray], salt: int, bar
         keep = y >= 0
         if (keep & test).sum() < 10 or (keep & ~test).sum() < 10 or len(np.unique(y[keep])) < 2:
             continue
-        b = probes.probe(base_x, y, test, rng, keep_correct=True)
+        cap = activity.sizes(ctx).probe_train_tokens
+        b = probes.probe(base_x, y, test, rng, keep_correct=True, max_train=cap)
         groups = data.tune[keep & test]
         rows = []
         for l in _layers(ctx):
             for s in ("h", "c"):
-                r = probes.probe(data.states[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True)
-                rr = probes.probe(rand[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True)
+                r = probes.probe(data.states[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True, max_train=cap)
+                rr = probes.probe(rand[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True, max_train=cap)
                 rows.append({"layer": l, "state": s, "accuracy": r["accuracy"], "shuffled": r["shuffled"],
                              "random_network": rr["accuracy"], "selectivity": r["accuracy"] - b["accuracy"],
                              "over_baseline_lo": probes.paired_lower_bound(r["correct"], b["correct"], groups, rng),
@@ -333,7 +334,8 @@ def _q1_answer(ctx: Context) -> str:
     if q["matters"]:
         found = True
         e = max(q["matters"], key=lambda e: min(e["controls"]) - e["top"])
-        parts.append(f"knocking out ({e['replace']}) the top {e['k']} such units of layer {e['layer']} lowers bars right "
+        how = "zeroing" if e["replace"] == "zero" else "replacing by their mean"
+        parts.append(f"{how} the top {e['k']} such units of layer {e['layer']} lowers bars right "
                      f"from {_pct(e['baseline'])} to {_pct(e['top'])}, while as many random units leave "
                      f"{' and '.join(_pct(c) for c in e['controls'])}")
     elif q["effects"]:
@@ -956,6 +958,10 @@ def enharmonic_behaviour(ctx: Context, bar) -> Result:
                   f"nats against {beh['kl_control_median']:.3f} for changing the note (p = {p:.2g} over {len(jobs)} tunes): "
                   f"it treats the spellings as closer than different notes"
                   + (", though not as the same" if beh["kl_respelled_median"] > 0.1 * beh["kl_control_median"] else "") + ".")
+    elif p < P_CUT:
+        answer = (f"In behaviour, respelling a note moves the next predictions more than changing the note does (median "
+                  f"KL {beh['kl_respelled_median']:.3f} against {beh['kl_control_median']:.3f} nats, p = {p:.2g} over "
+                  f"{len(jobs)} tunes): no sign that it treats the spellings as equivalent.")
     else:
         answer = (f"In behaviour, respelling a note moves its predictions as much as changing the note does (median KL "
                   f"{beh['kl_respelled_median']:.3f} against {beh['kl_control_median']:.3f} nats, p = {p:.2g}): no sign that "

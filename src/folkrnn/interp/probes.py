@@ -128,16 +128,16 @@ def ridge_fit_predict(xtr: np.ndarray, ytrs: Sequence[np.ndarray], xte: np.ndarr
                       lam: float = 1e-2) -> list[np.ndarray]:
     """Closed-form ridge one-vs-rest: for each label vector in `ytrs` ((n_train,) ints in
     [0, classes)), the predicted classes of `xte`. One factorisation serves all of them."""
-    a, b = _standardise(np.asarray(xtr, np.float64), np.asarray(xte, np.float64))
+    a, b = _standardise(np.asarray(xtr, np.float32), np.asarray(xte, np.float32))
     n, d = a.shape
-    gram = a.T @ a + lam * n * np.eye(d)
+    gram = (a.T @ a).astype(np.float64) + lam * n * np.eye(d)
     chol = np.linalg.cholesky(gram)
     out = []
     for y in ytrs:
         Y = np.zeros((n, classes))
         Y[np.arange(n), y] = 1.0
         ym = Y.mean(0)
-        w = np.linalg.solve(chol.T, np.linalg.solve(chol, a.T @ (Y - ym)))
+        w = np.linalg.solve(chol.T, np.linalg.solve(chol, (a.T @ (Y - ym).astype(np.float32)).astype(np.float64)))
         out.append(np.argmax(b @ w + ym, axis=1))
     return out
 
@@ -161,8 +161,10 @@ def split_by_tune(tunes: np.ndarray, rng: np.random.Generator, test_share: float
 
 
 def probe(x: np.ndarray, labels: np.ndarray, test: np.ndarray, rng: np.random.Generator,
-          baseline: np.ndarray | None = None, lam: float = 1e-2, keep_correct: bool = False) -> dict:
-    """Fit on rows ~test, score on rows `test`; labels (N,) ints, < 0 = row left out.
+          baseline: np.ndarray | None = None, lam: float = 1e-2, keep_correct: bool = False,
+          max_train: int | None = None) -> dict:
+    """Fit on rows ~test (at most `max_train` of them, drawn at random), score on rows
+    `test`; labels (N,) ints, < 0 = row left out.
 
     Returns accuracy, the shuffled-label control's accuracy, chance (majority share of
     the held-out rows), and, with `baseline` features, the baseline's accuracy and the
@@ -172,6 +174,10 @@ def probe(x: np.ndarray, labels: np.ndarray, test: np.ndarray, rng: np.random.Ge
     tr, te = keep & ~test, keep & test
     if tr.sum() < 2 or te.sum() < 1:
         raise FolkRNNError("too few labelled tokens to fit and score a probe")
+    if max_train is not None and tr.sum() > max_train:  # a random subset of the training tokens (speed)
+        drop = rng.choice(np.nonzero(tr)[0], int(tr.sum()) - max_train, replace=False)
+        tr = tr.copy()
+        tr[drop] = False
     classes = int(labels[keep].max()) + 1
     ytr, yte = labels[tr], labels[te]
     pred, shuf = ridge_fit_predict(x[tr], [ytr, rng.permutation(ytr)], x[te], classes, lam)
