@@ -219,3 +219,23 @@ def test_activation_analyses_on_a_tiny_model(tmp_path, capsys):
     html = (tmp_path / "r" / "report.html").read_text()
     # numbers in sentences come from the findings
     assert f"{100 * b['baseline_bars_right']:.1f}%" in html
+
+
+def test_generate_ablate_and_clamp(tmp_path, capsys):
+    m = FolkRNN(ModelConfig(hidden_size=16, num_layers=3))
+    m.reset_parameters(torch.Generator().manual_seed(4))
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(path, m, V2)
+    base = ["generate", "-m", str(path), "-s", "3", "-n", "2", "--max-length", "40", "-f", "tokens", "--no-progress"]
+    assert main(base) == 0
+    plain = capsys.readouterr().out
+    assert main(base + ["--ablate", "3:0,1,2,3,4,5,6,7", "--clamp", "2:1=0.9"]) == 0
+    changed = capsys.readouterr().out
+    assert plain != changed
+    assert main(base[:-3] + ["--no-progress", "--ablate", "3:0", "-f", "abc"]) == 0
+    assert "--ablate 3:0" in capsys.readouterr().out
+    for bad, msg in ((["--ablate", "4:1"], "no hook point"), (["--ablate", "3:16"], "unit 16"),
+                     (["--clamp", "2:1"], "LAYER:UNITS=VALUE")):
+        assert main(base + bad) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
