@@ -20,9 +20,11 @@ from folkrnn.web.archive import Archive
 PITCHES = "C D E F G A B c d e".split()
 
 
-def tiny_checkpoint(end_bias: float = 1.8, seed: int = 0) -> Checkpoint:
+def tiny_checkpoint(end_bias: float = 1.8, seed: int = 0, wired: bool = False) -> Checkpoint:
     """A 1x16 model whose output ignores its input: pitches, bar lines and `</s>`
-    (bias `end_bias`; -inf never ends), so every tune is well-formed ABC of ~40 tokens."""
+    (bias `end_bias`; -inf never ends), so every tune is well-formed ABC of ~40 tokens.
+    `wired`: its hidden units also drive the pitch and bar-line logits (an ablation
+    then changes the tunes)."""
     v = Vocabulary.v2()
     torch.manual_seed(seed)
     m = FolkRNN(ModelConfig(hidden_size=16, num_layers=1)).eval()
@@ -35,11 +37,15 @@ def tiny_checkpoint(end_bias: float = 1.8, seed: int = 0) -> Checkpoint:
         m.out.bias[v["</s>"]] = end_bias
         for tok in ("M:6/8", "M:4/4", "K:Cmaj", "K:Cdor"):
             m.out.bias[v[tok]] = 0.0
+        if wired:
+            g = torch.Generator().manual_seed(seed + 1)
+            for tok in (*PITCHES, "|"):
+                m.out.weight[v[tok]] = 3.0 * torch.randn(16, generator=g)
     return Checkpoint(m, v, {"name": "tiny"})
 
 
-def make_studio(db, limits: Limits = Limits(), end_bias: float = 1.8, abcjs=None) -> Studio:
-    ck = tiny_checkpoint(end_bias)
+def make_studio(db, limits: Limits = Limits(), end_bias: float = 1.8, abcjs=None, wired: bool = False) -> Studio:
+    ck = tiny_checkpoint(end_bias, wired=wired)
     return Studio([ModelEntry("tiny", "tiny.safetensors", ck, Stepper(ck.model))], Archive(db), limits, abcjs)
 
 

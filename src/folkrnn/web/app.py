@@ -12,6 +12,8 @@ Routes (JSON unless said):
   POST /api/export                {ids} -> one ABC file
   POST /api/delete                {ids} -> how many were deleted
   POST /api/inspect               {tokens | abc | id} -> p(token) and alternatives at every step
+  POST /api/inspect/units         {tune, layer, quantity, units | top + label} -> a heatmap and a ranking by the label
+  POST /api/intervene             {id | settings, units, quantity, ablation} -> the tune made again without and with it
 
 Limits (`Limits`): tunes per request, tokens per tune, generations at once (a request
 waits up to `queue_timeout_s` for a slot, then 503; more than `max_waiting` waiting
@@ -30,8 +32,8 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -88,6 +90,8 @@ class Limits:
     max_body_bytes: int = 64 * 1024
     max_renders: int = 2  # fluidsynth renders at once; one more -> 503
     max_export: int = 1000
+    max_units: int = 64  # units in a heatmap or an intervention
+    max_rank_tunes: int = 20  # archive tunes a ranking may read besides the one shown
 
 
 @dataclass
@@ -174,6 +178,33 @@ class InspectBody(Strict):
     tokens: str | None = None
     abc: str | None = None
     k: int = Field(5, ge=1, le=20)
+
+
+Quantity = Literal["h", "c", "i", "f", "g", "o"]
+Label = Literal["bar_next", "position", "section", "bar_in_section"]
+
+
+class UnitsBody(Strict):
+    model: str = "default"
+    id: int | None = None
+    tokens: str | None = None
+    abc: str | None = None
+    layer: int = Field(1, ge=1)
+    quantity: Quantity = "h"
+    units: str | None = Field(None, max_length=2000)  # a list (`12, 301 5-9`); None: the top N by the label
+    top: int | None = Field(None, ge=1)  # None: 16 (or the server's unit limit, if lower)
+    label: Label = "bar_next"
+    archive_tunes: int = Field(0, ge=0)  # rank over this many recent archive tunes too
+
+
+class InterveneBody(Strict):
+    model: str = "default"
+    id: int | None = None  # an archive tune: its settings, seed and index
+    settings: ComposeBody | None = None  # or a Compose form (a pasted tune has no settings of its own)
+    index: int = Field(0, ge=0)  # with settings: which tune of the request
+    units: str = Field(..., max_length=2000)  # `3:12,301 2:77=0.9`
+    quantity: Quantity = "h"
+    ablation: Literal["zero", "mean"] = "zero"
 
 
 class Mailbox:
@@ -276,6 +307,7 @@ class Studio:
                                        initializer=torch.set_num_threads, initargs=(1,))
         self.renders = threading.BoundedSemaphore(limits.max_renders)
         self.batchers = {m.id: Batcher(m.step, m.ckpt.vocab, f"folkrnn-batch-{m.id}") for m in models}
+        self.hook_locks = {m.id: threading.Lock() for m in models}
         self.slots: Slots | None = None  # made on the event loop (lifespan)
         self._lock = threading.Lock()
         self.active = 0  # generation workers running now
@@ -288,6 +320,18 @@ class Studio:
             return self.models[mid]
         except KeyError:
             raise FolkRNNError(f"unknown model {model_id!r}: this server has {', '.join(self.models)}") from None
+
+    @contextmanager
+    def hooked(self, entry: ModelEntry):
+        """Inspect's hooks live on the shared model (the batcher's fast step never reads
+        them): one hooked request at a time per model, waiting up to `queue_timeout_s`."""
+        lock = self.hook_locks[entry.id]
+        if not lock.acquire(timeout=self.limits.queue_timeout_s):
+            raise Busy(503, "the studio is busy with another Inspect request on this model; try again shortly")
+        try:
+            yield entry.ckpt.model
+        finally:
+            lock.release()
 
     def check_form(self, body) -> tuple[Compose, ModelEntry]:
         lim = self.limits
@@ -364,6 +408,8 @@ class Studio:
         except FolkRNNError as e:  # settings this server no longer accepts
             cmd = f"(cannot be made again here: {e})"
         d["command"] = f"{cmd}   # tune {rec.index + 1} of {form.num_tunes}"
+        if rec.settings.get("intervention"):
+            d["command"] += f", then the intervention {rec.settings['intervention']} (Inspect; folkrnn generate has none)"
         title = rec.title or f"folkrnn tune {rec.id}"
         comments = [f"folkrnn studio: model {rec.model}, seed {rec.seed}, tune {rec.index + 1}, "
                     f"temperature {form.temperature}" + (f", top-k {form.top_k}" if form.top_k else "")
@@ -628,12 +674,11 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
         return Response("\n".join(texts), media_type="text/vnd.abc; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="folkrnn-tunes.abc"'})
 
-    @app.post("/api/inspect")
-    def inspect_tune(body: InspectBody):
+    def _inspect_tokens(body, entry) -> list[str]:
+        """The tune a request names: an archive id, tokens or ABC (exactly one)."""
         given = [x for x in (body.id, body.tokens, body.abc) if x is not None]
         if len(given) != 1:
             raise FolkRNNError("inspect one tune: give exactly one of id, tokens or abc")
-        entry = studio.model(body.model)
         if body.id is not None:
             toks = _tune(body.id).tokens
         elif body.tokens is not None:
@@ -646,10 +691,117 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
             raise FolkRNNError("the tune has no tokens")
         if len(toks) > limits.max_tokens:
             raise FolkRNNError(f"the tune has {len(toks)} tokens, over the limit of {limits.max_tokens}")
+        entry.ckpt.vocab.encode(toks, where="the tune")  # names an unknown token
+        return toks
+
+    @app.post("/api/inspect")
+    def inspect_tune(body: InspectBody):
+        entry = studio.model(body.model)
+        toks = _inspect_tokens(body, entry)
         steps = token_probabilities(entry.ckpt.model, entry.ckpt.vocab, toks, body.k)
         nll = -sum(__import__("math").log(max(s.p, 1e-300)) for s in steps)
         return {"model": entry.id, "tokens": toks, "mean_nll": nll / len(steps),
                 "steps": [{"token": s.token, "p": s.p, "rank": s.rank, "alternatives": s.alternatives} for s in steps]}
+
+    @app.post("/api/inspect/units")
+    def inspect_units(body: UnitsBody):
+        from folkrnn.web.units import LABEL_NAMES, check_layer, parse_unit_list, rank_units, unit_values
+
+        entry = studio.model(body.model)
+        model, vocab = entry.ckpt.model, entry.ckpt.vocab
+        cfg = model.config
+        check_layer(body.layer, cfg.num_layers)
+        top = body.top if body.top is not None else min(16, limits.max_units)
+        if body.units is None and top > limits.max_units:
+            raise FolkRNNError(f"top: at most {limits.max_units} units, got {top}")
+        if body.archive_tunes > limits.max_rank_tunes:
+            raise FolkRNNError(f"archive_tunes: at most {limits.max_rank_tunes}, got {body.archive_tunes}")
+        toks = _inspect_tokens(body, entry)
+        chosen = parse_unit_list(body.units, cfg.hidden_size, limits.max_units) if body.units is not None else None
+        tunes = [toks]
+        if body.archive_tunes:
+            others = studio.archive.search(Query(model=entry.id, limit=body.archive_tunes + 1))
+            tunes += [r.tokens for r in others if r.id != body.id][: body.archive_tunes]
+        with studio.hooked(entry):
+            values = unit_values(model, vocab, [toks], body.layer, body.quantity)[0]  # (T, hidden)
+            try:
+                ranking = rank_units(model, vocab, tunes, body.layer, body.quantity, body.label, max(top, 20))
+                rank_error = None
+            except FolkRNNError as e:
+                if chosen is None:
+                    raise
+                ranking, rank_error = None, str(e)
+        units = chosen if chosen is not None else ranking.units[:top]
+        v = values[:, units].T  # (units, T)
+        return {
+            "model": entry.id, "tokens": toks, "layer": body.layer, "quantity": body.quantity,
+            "label": body.label, "label_name": LABEL_NAMES[body.label], "chosen_by": "list" if chosen is not None else "label",
+            "units": units, "values": [[round(float(x), 5) for x in row] for row in v],
+            "low": round(float(v.min()), 5), "high": round(float(v.max()), 5),
+            "scores": None if ranking is None else [ranking.all_scores[u] for u in units],
+            "ranking": None if ranking is None else {"units": ranking.units, "scores": ranking.scores,
+                                                     "tokens": ranking.tokens, "tunes": ranking.tunes,
+                                                     "groups": ranking.groups},
+            "ranking_error": rank_error,
+        }
+
+    @app.post("/api/intervene")
+    def intervene(body: InterveneBody):
+        from folkrnn.web.units import Intervention, first_difference, parse_units, regenerate, unit_means, verdict
+
+        if (body.id is None) == (body.settings is None):
+            raise FolkRNNError("intervene on one tune: give either id (an archive tune) or settings (a Compose form)")
+        rec = None
+        if body.id is not None:
+            rec = _tune(body.id)
+            if rec.model not in studio.models:
+                raise FolkRNNError(f"tune {rec.id} was made by model {rec.model!r}, which this server was not started with")
+            entry = studio.models[rec.model]
+            form = Compose(**{k: v for k, v in rec.settings.items() if k in Compose.__dataclass_fields__ and k != "model"},
+                           model=entry.id)
+            seed, index = rec.seed, rec.index
+        else:
+            form, entry = studio.check_form(body.settings)
+            seed = form.seed if form.seed is not None else secrets.randbelow(2**32)
+            index = body.index
+            if index >= form.num_tunes:
+                raise FolkRNNError(f"index: the settings make {form.num_tunes} tune(s), so index must be below that, got {index}")
+        model, vocab = entry.ckpt.model, entry.ckpt.vocab
+        cfg = compose_config(form, vocab, seed)
+        if cfg.max_length > limits.max_tokens:
+            cfg = replace(cfg, max_length=limits.max_tokens)
+        iv = Intervention(body.quantity, body.ablation,
+                          parse_units(body.units, model.config.num_layers, model.config.hidden_size, limits.max_units))
+        deadline = time.monotonic() + limits.request_timeout_s
+        try:
+            with studio.hooked(entry):
+                base = regenerate(model, vocab, cfg, index, deadline=deadline)
+                means = unit_means(model, vocab, base.tokens, iv) if iv.ablation == "mean" else None
+                changed = regenerate(model, vocab, cfg, index, iv.hooks(means), deadline=deadline)
+        except Cancelled:
+            raise Busy(503, f"the intervention ran past {limits.request_timeout_s:g} s; try a shorter tune") from None
+        settings = {**form.to_dict(), "seed": seed}
+
+        def keep(tune, extra: dict, title: str | None):
+            tid = studio.archive.add(NewTune(entry.id, seed, index, {**settings, **extra}, tune.tokens,
+                                             next((t for t in tune.tokens[:1] if t.startswith("M:")), None),
+                                             next((t for t in tune.tokens[1:2] if t.startswith("K:")), None),
+                                             tune.truncated, tune.logprob))
+            if title:
+                studio.archive.update(tid, title=title)
+            return studio.archive.get(tid)
+
+        same = None if rec is None else list(base.tokens) == list(rec.tokens)
+        base_rec = rec if same else keep(base, {}, None)
+        name = f"tune {rec.id}" if rec is not None else f"seed {seed}, tune {index + 1}"
+        iv_rec = keep(changed, {"intervention": str(iv)}, f"{name} with {iv}")
+        return {
+            "intervention": str(iv), "seed": seed, "index": index, "same_as_original": same,
+            "changed": list(base.tokens) != list(changed.tokens),
+            "first_difference": first_difference(base.tokens, changed.tokens),
+            "baseline": {**studio.tune_view(base_rec), "verdict": verdict(base.tokens)},
+            "intervened": {**studio.tune_view(iv_rec), "verdict": verdict(changed.tokens)},
+        }
 
     return app
 
