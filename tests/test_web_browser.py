@@ -1,7 +1,8 @@
 """The studio in a real browser (Debian's headless chromium through Playwright, no browser download).
 
 Compose a tune with a tiny model, see its staff (SVG), play it (the cursor moves), download
-its MIDI, star it, find it in the archive, inspect it. Screenshots go to the test's tmp dir
+its MIDI, star it, find it in the archive, inspect it: a heatmap of units under the tune, an
+ablation with the tune made again beside it. Screenshots go to the test's tmp dir
 (printed; scripts/studio_screenshots.py makes the README's with the shipped model).
 """
 
@@ -44,7 +45,7 @@ def test_compose_play_download_star_archive_inspect(browser, tmp_path):
     abcjs = find_abcjs()
     assert abcjs is not None
     errors: list[str] = []
-    with Server(make_studio(tmp_path / "studio.sqlite", abcjs=abcjs)) as s:
+    with Server(make_studio(tmp_path / "studio.sqlite", abcjs=abcjs, wired=True)) as s:
         page = _page(browser, s.url, errors)
         assert page.inner_text("#notices") == ""  # nothing missing
         page.select_option("#f-meter", "6/8")
@@ -111,6 +112,38 @@ def test_compose_play_download_star_archive_inspect(browser, tmp_path):
         assert "Step 7" in page.inner_text("#inspect-out .alts h3")
         assert len(page.query_selector_all("#inspect-out .alts tr")) == 5
         page.screenshot(path=str(tmp_path / "inspect.png"))
+
+        # a heatmap of the top units by "bar line next", aligned with the token strip
+        page.select_option("#u-quantity", "h")
+        page.fill("#u-top", "6")
+        page.click("#u-go")
+        canvas = page.wait_for_selector("#inspect-lane canvas.heatmap")
+        assert len(canvas.get_attribute("data-units").split(",")) == 6
+        assert len(page.query_selector_all("#units-out .ranking tr")) >= 6
+        lane_w = page.evaluate("document.querySelector('#inspect-lane .probs').scrollWidth")
+        assert abs(canvas.bounding_box()["width"] - lane_w) <= 1
+        # the pixel under token 4 has the colour of that unit's value there (not the page's white)
+        assert page.evaluate("""(() => { const c = document.querySelector('#inspect-lane canvas.heatmap');
+            const b = document.querySelectorAll('#inspect-lane .tok')[3]; const s = c.width / c.clientWidth;
+            const px = c.getContext('2d').getImageData((b.offsetLeft - b.parentNode.offsetLeft + 2) * s, 7 * s, 1, 1).data;
+            return px[3] === 255; })()""")
+
+        # ablate every unit of the ranking's first rows, made again with and without
+        for row in page.query_selector_all("#units-out .ranking tr")[:6]:
+            row.click()
+        assert page.input_value("#v-units").count(":") == 6
+        page.click("#v-go")
+        page.wait_for_selector("#intervene-out .side.intervened .tune .staff svg", timeout=60000)
+        assert page.locator("#intervene-out .side.baseline .tune .staff svg .abcjs-note").count() > 4
+        assert page.locator("#intervene-out .side.intervened .tune .staff svg .abcjs-note").count() > 4
+        assert page.inner_text("#intervene-error") == ""
+        assert "bars right" in page.inner_text("#intervene-out .side.intervened .verdict")
+        assert page.locator("#intervene-out .side.baseline .tune").get_attribute("data-id") == tune_id  # the same tune again
+        summary = page.inner_text("#intervene-out .summary")
+        assert "Intervention h zero" in summary
+        assert not page.locator("#intervene-out .side.intervened .play").is_disabled()
+        page.locator("#intervene-out .side.intervened").scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "intervene.png"), full_page=True)
         page.close()
     print(f"screenshots: {tmp_path}")
     assert errors == []

@@ -1,13 +1,13 @@
 // folkrnn studio: the page. Plain JS, no build step; talks to the server's /api only.
 // Views: Compose (stream tokens, show tunes), Archive (search, star, export, delete),
-// Inspect (the model's probability of every token). A view registers in VIEWS, so a
-// later one (unit heatmaps, interventions) adds a section and an entry here.
+// Inspect (the model's probability of every token; a heatmap of units under the tune,
+// units ranked by a musical label; an intervention, the tune made again with and without).
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 const KEYS = ["C", "G", "D", "A", "E", "B", "F", "Bb", "Eb", "Ab"];
-const state = { info: null, abcjs: false, controller: null };
+const state = { info: null, abcjs: false, controller: null, inspected: null };
 
 // -- helpers ------------------------------------------------------------------------------
 async function api(path, options = {}) {
@@ -398,6 +398,7 @@ async function runInspect(ev) {
   const out = $("#inspect-out");
   try {
     const data = await (await api("/api/inspect", { method: "POST", body })).json();
+    state.inspected = { source: { model: body.model, id: body.id, tokens: body.tokens, abc: body.abc }, data };
     out.replaceChildren();
     const head = document.createElement("p");
     head.className = "summary";
@@ -431,9 +432,15 @@ async function runInspect(ev) {
       sw.textContent = label;
       legend.append(sw);
     }
-    out.append(legend, strip, detail);
+    const lane = document.createElement("div");
+    lane.className = "lane";
+    lane.id = "inspect-lane";
+    strip.style.paddingLeft = `${HEAT_LABEL_W}px`;  // the heatmap's unit labels sit under this gap
+    lane.append(strip);
+    out.append(legend, lane, detail);
     showAlternatives(detail, data, 0);
     strip.firstChild.classList.add("sel");
+    setupUnitsPanel(data);
   } catch (e) { err.textContent = e.message; }
 }
 
@@ -457,6 +464,184 @@ function showAlternatives(box, data, t) {
     table.append(tr);
   }
   box.append(h, table);
+}
+
+// -- Inspect: units -----------------------------------------------------------------------------
+const HEAT_LABEL_W = 64, HEAT_ROW_H = 14;
+
+function setupUnitsPanel(data) {
+  const panel = $("#units-panel");
+  panel.hidden = false;
+  $("#units-out").replaceChildren();
+  $("#intervene-out").replaceChildren();
+  const model = state.info.models.find((m) => m.id === data.model) || state.info.models[0];
+  const sel = $("#u-layer");
+  const keep = sel.value;
+  sel.replaceChildren();
+  fillSelect(sel, Array.from({ length: model.num_layers }, (_, k) => String(k + 1)));
+  if (keep && Number(keep) <= model.num_layers) sel.value = keep; else sel.value = String(model.num_layers);
+  $("#u-top").max = state.info.limits.max_units;
+  $("#u-archive").max = state.info.limits.max_rank_tunes;
+}
+
+function heatColour(v, lo, hi, gate) {
+  // gates (i, f, o) live in [0, 1]: white -> blue; the rest diverge around 0: blue - white - red
+  if (gate) {
+    const s = Math.max(0, Math.min(1, v));
+    return `rgb(${Math.round(255 - 215 * s)}, ${Math.round(255 - 170 * s)}, ${Math.round(255 - 90 * s)})`;
+  }
+  const m = Math.max(Math.abs(lo), Math.abs(hi), 1e-9);
+  const s = Math.max(-1, Math.min(1, v / m));
+  if (s >= 0) return `rgb(255, ${Math.round(255 - 190 * s)}, ${Math.round(255 - 200 * s)})`;
+  return `rgb(${Math.round(255 + 215 * s)}, ${Math.round(255 + 170 * s)}, 255)`;
+}
+
+function drawHeatmap(res) {
+  const lane = $("#inspect-lane");
+  const strip = $(".probs", lane);
+  for (const old of $$("canvas.heatmap", lane)) old.remove();
+  const toks = $$(".tok", strip);
+  const gate = ["i", "f", "o"].includes(res.quantity);
+  const canvas = document.createElement("canvas");
+  canvas.className = "heatmap";
+  const width = strip.scrollWidth, height = res.units.length * HEAT_ROW_H;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = width * dpr; canvas.height = height * dpr;
+  canvas.style.width = `${width}px`; canvas.style.height = `${height}px`;
+  canvas.dataset.units = res.units.join(",");
+  const ctx = canvas.getContext("2d");
+  ctx.scale(dpr, dpr);
+  ctx.font = "11px ui-monospace, monospace";
+  ctx.textBaseline = "middle";
+  const base = strip.offsetLeft;
+  const cols = res.values[0].length;  // one per token; the strip's last cell (</s>) has none
+  res.units.forEach((u, r) => {
+    const y = r * HEAT_ROW_H;
+    ctx.fillStyle = "#555";
+    ctx.fillText(`${res.layer}:${u}`, 2, y + HEAT_ROW_H / 2);
+    for (let t = 0; t < cols; t++) {
+      const b = toks[t];
+      ctx.fillStyle = heatColour(res.values[r][t], res.low, res.high, gate);
+      ctx.fillRect(b.offsetLeft - base, y + 1, b.offsetWidth, HEAT_ROW_H - 2);
+    }
+  });
+  canvas.addEventListener("mousemove", (ev) => {
+    const x = ev.offsetX, r = Math.floor(ev.offsetY / HEAT_ROW_H);
+    const t = toks.findIndex((b, k) => k < cols && x >= b.offsetLeft - base && x < b.offsetLeft - base + b.offsetWidth);
+    canvas.title = t >= 0 && r >= 0 && r < res.units.length
+      ? `unit ${res.layer}:${res.units[r]}, after ${res.tokens[t]} (token ${t + 1}): ${res.quantity} = ${res.values[r][t].toFixed(3)}` : "";
+  });
+  lane.append(canvas);
+}
+
+async function showUnits(ev) {
+  if (ev) ev.preventDefault();
+  const err = $("#units-error");
+  err.textContent = "";
+  if (!state.inspected) { err.textContent = "inspect a tune first"; return; }
+  const units = $("#u-units").value.trim();
+  const body = { ...dropEmpty(state.inspected.source), layer: Number($("#u-layer").value), quantity: $("#u-quantity").value,
+    label: $("#u-label").value, top: Number($("#u-top").value || 12), archive_tunes: Number($("#u-archive").value || 0) };
+  if (units) body.units = units;
+  try {
+    const res = await (await api("/api/inspect/units", { method: "POST", body })).json();
+    drawHeatmap(res);
+    const out = $("#units-out");
+    out.replaceChildren();
+    const p = document.createElement("p");
+    p.className = "summary";
+    const how = res.chosen_by === "label" ? `the ${res.units.length} units of layer ${res.layer} whose ${res.quantity} the label explains best`
+      : `units ${res.units.join(", ")} of layer ${res.layer}`;
+    p.textContent = `Under the tune: ${how}. Column t is the value after the model has read token t. `
+      + `Range ${res.low.toFixed(3)} to ${res.high.toFixed(3)}` + (["i", "f", "o"].includes(res.quantity) ? " (white 0, blue 1)." : " (blue below 0, red above).");
+    out.append(p);
+    if (res.ranking) {
+      const r = res.ranking;
+      const h = document.createElement("p");
+      h.className = "summary";
+      h.textContent = `Ranked by “${res.label_name}”: the share of each unit's variance the label explains (η²), over ${r.tokens} labelled tokens `
+        + `of ${r.tunes} tune${r.tunes === 1 ? "" : "s"}, ${r.groups} label values. Click a unit to add it to the intervention.`;
+      const table = document.createElement("table");
+      table.className = "ranking";
+      const top = Math.max(...r.scores, 1e-9);
+      r.units.forEach((u, k) => {
+        const tr = document.createElement("tr");
+        if (res.units.includes(u)) tr.className = "shown";
+        const a = document.createElement("td"); a.textContent = `${res.layer}:${u}`;
+        const b = document.createElement("td"); b.textContent = r.scores[k].toFixed(3);
+        const c = document.createElement("td");
+        const bar = document.createElement("span"); bar.className = "bar"; bar.style.width = `${Math.max(1, Math.round((r.scores[k] / top) * 160))}px`;
+        c.append(bar);
+        tr.append(a, b, c);
+        tr.addEventListener("click", () => addUnit(`${res.layer}:${u}`));
+        table.append(tr);
+      });
+      out.append(h, table);
+    } else if (res.ranking_error) {
+      const h = document.createElement("p"); h.className = "summary"; h.textContent = `No ranking: ${res.ranking_error}`; out.append(h);
+    }
+  } catch (e) { err.textContent = e.message; }
+}
+
+function dropEmpty(o) { return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)); }
+
+function addUnit(spec) {
+  const f = $("#v-units");
+  const have = f.value.split(/[\s,;]+/).filter(Boolean);
+  if (!have.includes(spec)) f.value = [...have, spec].join(",");
+  $("#v-quantity").value = $("#u-quantity").value;
+}
+
+function verdictLine(v) {
+  const p = document.createElement("p");
+  p.className = "verdict";
+  const bars = document.createElement("span");
+  bars.className = v.all_bars_right ? "good" : "bad";
+  bars.textContent = `bars right ${v.bars_right}/${v.bars}`;
+  const rep = document.createElement("span");
+  rep.className = v.repeats_ok ? "good" : "bad";
+  rep.textContent = v.repeats_ok ? "repeats ok" : "repeats broken";
+  p.append(bars, document.createTextNode(" · "), rep, document.createTextNode(` · form ${v.pattern || "?"} · ${v.tokens} tokens`));
+  return p;
+}
+
+async function intervene(ev) {
+  if (ev) ev.preventDefault();
+  const err = $("#intervene-error");
+  err.textContent = "";
+  if (!state.inspected) { err.textContent = "inspect a tune first"; return; }
+  const src = state.inspected.source;
+  const body = { units: $("#v-units").value, quantity: $("#v-quantity").value, ablation: $("#v-ablation").value };
+  if (src.id !== undefined) body.id = src.id;
+  else body.settings = { ...composeBody(), model: src.model, num_tunes: 1 };
+  const out = $("#intervene-out");
+  const go = $("#v-go");
+  go.disabled = true;
+  out.replaceChildren();
+  const wait = document.createElement("p"); wait.className = "summary"; wait.textContent = "making the tune again, twice…";
+  out.append(wait);
+  try {
+    const res = await (await api("/api/intervene", { method: "POST", body })).json();
+    out.replaceChildren();
+    const p = document.createElement("p");
+    p.className = "summary";
+    p.textContent = `Intervention ${res.intervention}, seed ${res.seed}, tune ${res.index + 1}: `
+      + (res.changed ? `the tune changes from token ${res.first_difference + 1} on.` : "the tune does not change.")
+      + (res.same_as_original === false ? " (Made again without it, the tune differs from the archived one.)" : "");
+    const grid = document.createElement("div");
+    grid.className = "side-by-side";
+    for (const [key, title] of [["baseline", "without the intervention"], ["intervened", `with ${res.intervention}`]]) {
+      const col = document.createElement("div");
+      col.className = `side ${key}`;
+      const h = document.createElement("h3");
+      h.textContent = title;
+      col.append(h, verdictLine(res[key].verdict));
+      renderTune(res[key], col);
+      grid.append(col);
+    }
+    out.append(p, grid);
+  } catch (e) { out.replaceChildren(); err.textContent = e.message; }
+  finally { go.disabled = false; }
 }
 
 // -- start ---------------------------------------------------------------------------------------
@@ -497,6 +682,8 @@ async function start() {
   $("#a-export").addEventListener("click", exportPicked);
   $("#a-delete").addEventListener("click", deletePicked);
   $("#inspect-form").addEventListener("submit", runInspect);
+  $("#units-form").addEventListener("submit", showUnits);
+  $("#intervene-form").addEventListener("submit", intervene);
   document.body.dataset.ready = "true";
 }
 
