@@ -40,7 +40,7 @@ def tiny_checkpoint(end_bias: float = 1.8, seed: int = 0, wired: bool = False) -
         if wired:
             g = torch.Generator().manual_seed(seed + 1)
             for tok in (*PITCHES, "|"):
-                m.out.weight[v[tok]] = 3.0 * torch.randn(16, generator=g)
+                m.out.weight[v[tok]] = 1.0 * torch.randn(16, generator=g)
     return Checkpoint(m, v, {"name": "tiny"})
 
 
