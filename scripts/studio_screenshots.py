@@ -3,8 +3,10 @@ Debian's headless chromium through Playwright.
 
     .venv/bin/python scripts/studio_screenshots.py [--out docs/img] [-m default]
 
-Writes studio-compose.png (a tune playing, cursor on the staff), studio-archive.png and
-studio-inspect.png. The archive is a fresh temporary one; seeds are fixed, so the
+Writes studio-compose.png (a tune playing, cursor on the staff), studio-archive.png,
+studio-inspect.png (token probabilities, a heatmap of layer 3's units that best tell a
+bar line is next, their ranking) and studio-intervene.png (those units ablated, the tune
+made again beside the original). The archive is a fresh temporary one; seeds are fixed, so the
 pictures change only when the model does.
 """
 
@@ -86,12 +88,27 @@ def main() -> int:
                 page.locator("#archive-tune .inspect-btn").click()
                 page.wait_for_selector("#inspect-out .probs .tok")
                 page.locator("#inspect-out .probs .tok").nth(17).click()
+                page.select_option("#u-layer", "3")
+                page.select_option("#u-quantity", "h")
+                page.select_option("#u-label", "bar_next")
+                page.fill("#u-top", "10")
+                page.fill("#u-archive", "3")
+                page.click("#u-go")
+                page.wait_for_selector("#inspect-lane canvas.heatmap")
+                page.wait_for_selector("#units-out .ranking tr")
                 page.screenshot(path=str(out / "studio-inspect.png"))
+                for row in page.query_selector_all("#units-out .ranking tr")[:4]:
+                    row.click()
+                page.click("#v-go")
+                page.wait_for_selector("#intervene-out .side.intervened .staff svg", timeout=120000)
+                page.locator("#intervene-form").scroll_into_view_if_needed()
+                page.evaluate("document.querySelector('#intervene-form').scrollIntoView()")
+                page.screenshot(path=str(out / "studio-intervene.png"))
                 browser.close()
         finally:
             server.terminate()
             server.wait(20)
-    for name in ("studio-compose.png", "studio-archive.png", "studio-inspect.png"):
+    for name in ("studio-compose.png", "studio-archive.png", "studio-inspect.png", "studio-intervene.png"):
         print(out / name)
     return 0
 
