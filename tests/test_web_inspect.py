@@ -112,7 +112,6 @@ def test_clamp_and_mean_ablation_from_settings(srv):
     assert status == 200, out
     assert out["same_as_original"] is None and out["baseline"]["tokens"] == first["tokens"]
     assert out["intervention"] == "c mean 1:0=0.9,1:1,1:2=-0.9"
-    # a do-nothing intervention (clamping nothing away: the identity is not expressible) - a weak one leaves most of it
     status, bad, _ = call(srv.url + "/api/intervene", "POST", {"settings": settings, "index": 2, "units": "1:0"})
     assert status == 400 and "index" in bad["error"]
 
@@ -148,3 +147,22 @@ def test_hooks_are_removed_after_an_error(tmp_path):
         model = s.studio.models["tiny"].ckpt.model
         assert not any_hooks(model)
         assert not s.studio.hook_locks["tiny"].locked()
+
+
+def test_intervention_hooks_set_the_units(srv):
+    """Zero, mean and clamp reach the model: the hooked run's cache holds the set values,
+    the other units move only through the recurrence."""
+    from folkrnn.web.units import Intervention, parse_units, unit_means
+
+    ck = _model(srv)
+    toks = "M:4/4 K:Cmaj | C D E F | G A B c |".split()
+    ids = [ck.vocab.bos, *ck.vocab.encode(toks)]
+    iv = Intervention("c", "mean", parse_units("1:2,5=0.75", 1, 16))
+    means = unit_means(ck.model, ck.vocab, toks, iv)
+    plain = ck.model.run_with_cache([ids], names=[hook_name("c", layer=1)], dtype=torch.float32).get("c", layer=1)
+    assert means[(1, 2)] == pytest.approx(float(plain[:, 2].mean()), abs=1e-6)
+    with ck.model.hooks(iv.hooks(means)):
+        c = ck.model.run_with_cache([ids], names=[hook_name("c", layer=1)], dtype=torch.float32).get("c", layer=1)
+    assert torch.allclose(c[:, 2], torch.full_like(c[:, 2], means[(1, 2)])) and torch.all(c[:, 5] == 0.75)
+    assert not torch.allclose(c[:, 0], plain[:, 0])  # the rest of the layer feels it
+    assert not any_hooks(ck.model)

@@ -723,9 +723,10 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
             others = studio.archive.search(Query(model=entry.id, limit=body.archive_tunes + 1))
             tunes += [r.tokens for r in others if r.id != body.id][: body.archive_tunes]
         with studio.hooked(entry):
-            values = unit_values(model, vocab, [toks], body.layer, body.quantity)[0]  # (T, hidden)
+            per_tune = unit_values(model, vocab, tunes, body.layer, body.quantity)
+            values = per_tune[0]  # (T, hidden)
             try:
-                ranking = rank_units(model, vocab, tunes, body.layer, body.quantity, body.label, max(top, 20))
+                ranking = rank_units(model, vocab, tunes, body.layer, body.quantity, body.label, max(top, 20), per_tune)
                 rank_error = None
             except FolkRNNError as e:
                 if chosen is None:

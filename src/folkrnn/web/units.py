@@ -216,9 +216,11 @@ class Ranking:
 
 
 def rank_units(model: FolkRNN, vocab: Vocabulary, tunes: Sequence[Sequence[str]], layer: int, quantity: str,
-               label: str, top: int) -> Ranking:
-    """Rank the layer's units by eta² of `label` over the labelled tokens of `tunes`."""
-    values = unit_values(model, vocab, tunes, layer, quantity)
+               label: str, top: int, values: Sequence[torch.Tensor] | None = None) -> Ranking:
+    """Rank the layer's units by eta² of `label` over the labelled tokens of `tunes`
+    (`values`: `unit_values` of the tunes, when the caller has them already)."""
+    if values is None:
+        values = unit_values(model, vocab, tunes, layer, quantity)
     rows, groups = [], []
     for toks, v in zip(tunes, values):
         for t, lab in enumerate(token_labels(toks, label)):
