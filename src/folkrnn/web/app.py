@@ -198,7 +198,6 @@ class UnitsBody(Strict):
 
 
 class InterveneBody(Strict):
-    model: str = "default"
     id: int | None = None  # an archive tune: its settings, seed and index
     settings: ComposeBody | None = None  # or a Compose form (a pasted tune has no settings of its own)
     index: int = Field(0, ge=0)  # with settings: which tune of the request
