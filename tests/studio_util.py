@@ -44,9 +44,24 @@ def tiny_checkpoint(end_bias: float = 1.8, seed: int = 0, wired: bool = False) -
     return Checkpoint(m, v, {"name": "tiny"})
 
 
-def make_studio(db, limits: Limits = Limits(), end_bias: float = 1.8, abcjs=None, wired: bool = False) -> Studio:
+class SlowStepper(Stepper):
+    """A Stepper that takes at least `delay` seconds a step: tests that need a request to
+    outlast a limit get it on any machine, fast or loaded."""
+
+    def __init__(self, model, delay: float):
+        super().__init__(model)
+        self.delay = delay
+
+    def __call__(self, *a, **k):
+        time.sleep(self.delay)
+        return super().__call__(*a, **k)
+
+
+def make_studio(db, limits: Limits = Limits(), end_bias: float = 1.8, abcjs=None, wired: bool = False,
+                step_delay: float = 0.0) -> Studio:
     ck = tiny_checkpoint(end_bias, wired=wired)
-    return Studio([ModelEntry("tiny", "tiny.safetensors", ck, Stepper(ck.model))], Archive(db), limits, abcjs)
+    step = SlowStepper(ck.model, step_delay) if step_delay else Stepper(ck.model)
+    return Studio([ModelEntry("tiny", "tiny.safetensors", ck, step)], Archive(db), limits, abcjs)
 
 
 class Server:

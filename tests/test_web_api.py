@@ -190,7 +190,8 @@ def test_a_client_that_goes_away_stops_its_work(tmp_path):
 
 def test_busy_server_refuses_with_429_and_503(tmp_path):
     lim = Limits(max_concurrent=1, max_waiting=1, queue_timeout_s=0.6, max_tokens=5000, request_timeout_s=5)
-    with Server(make_studio(tmp_path / "s.sqlite", lim, end_bias=float("-inf"))) as s:
+    # 5,000 steps of at least 5 ms: the held request outlasts its 5 s limit on any machine.
+    with Server(make_studio(tmp_path / "s.sqlite", lim, end_bias=float("-inf"), step_delay=0.005)) as s:
         hold = threading.Thread(target=generate, args=(s,), kwargs=dict(model="tiny", max_tokens=5000, num_tunes=10))
         hold.start()
         assert _wait(lambda: s.studio.active == 1)

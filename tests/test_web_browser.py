@@ -27,10 +27,17 @@ def browser():
         b.close()
 
 
+def _stream_closed(request) -> bool:
+    """Chromium now and then reports the event stream of /api/generate as net::ERR_ABORTED
+    when the server closes it after the last event, on runs where the page received every
+    event (the tests check the tunes, the stream text and that no error was shown)."""
+    return request.url.endswith("/api/generate") and request.failure == "net::ERR_ABORTED"
+
+
 def _page(browser, url, errors):
     page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}: {r.failure}"))
+    page.on("requestfailed", lambda r: None if _stream_closed(r) else errors.append(f"request failed: {r.url}: {r.failure}"))
     # nothing may be fetched from anywhere but the studio itself
     page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:"))
             else errors.append(f"outside request: {r.url}"))
