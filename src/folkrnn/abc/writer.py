@@ -28,12 +28,13 @@ T:Jig
 M:6/8
 L:1/8
 K:Ddor
-|: Add cde |1 f3/2z/2a a3 :| |2 g3 f3 |
+|: Add cde |1 f3/2z/2a3 :| |2 g3 f3 |
 <BLANKLINE>
 >>> print(tokens_to_abc("M:4/4 K:Cmaj | [ C E c | (3 d e".split(), title="Sampled"))
 X:1
 T:Sampled
-% repaired for ABC: closed 1 chord left open; dropped 1 unfinished tuplet
+% repaired for ABC: closed a chord left open
+% repaired for ABC: dropped an unfinished tuplet
 M:4/4
 L:1/8
 K:Cmaj
@@ -465,7 +466,7 @@ def _tuplets(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
 def _bars(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
     """Repeats and endings as abc2midi accepts them: no `|:` inside an open repeat, a
     `|1` closed by `:|` and not opened inside another ending, a `|2` only after a
-    closed `|1`; no two bar lines with nothing between them."""
+    closed `|1`. (Empty bars, `| |`, are kept: all five programs accept them.)"""
     out: list[tuple[int, str]] = []
     repeat_open = False
     repeat_at = None  # index in out of the open `|:`
@@ -517,20 +518,7 @@ def _bars(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
         plain(ending_at, "an ending '|1' never closed by ':|'")
     if repeat_open:
         plain(repeat_at, "a '|:' never closed by ':|'")
-    # Two bar lines with nothing between: keep the one that says more.
-    merged: list[tuple[int, str]] = []
-    for i, tok in out:
-        if tok in BARS and merged and merged[-1][1] in BARS:
-            prev = merged[-1][1]
-            if tok == "|":
-                fix("dropped", "an empty bar", _where(i, tok))
-                continue
-            if prev == "|":
-                fix("dropped", "an empty bar", _where(*merged[-1]))
-                merged[-1] = (i, tok)
-                continue
-        merged.append((i, tok))
-    return merged
+    return out
 
 
 def _repair(tokens: Sequence[str], strict: bool) -> tuple[list[str], list[str]]:
@@ -601,8 +589,8 @@ def repair_for_writing(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     repaired for ABC: dropped a length that follows no note
     >>> repair_for_writing("M:6/8 K:Cmaj A 2> B | c (3 d e".split())[0]
     ['M:6/8', 'K:Cmaj', 'A', '3', 'B', '/2', '|', 'c', 'd', 'e']
-    >>> repair_for_writing("M:2/4 K:Cdor |1 A B :| |2 c d | | |2 e f |".split())[0]
-    ['M:2/4', 'K:Cdor', '|1', 'A', 'B', ':|', '|2', 'c', 'd', '|', 'e', 'f', '|']
+    >>> repair_for_writing("M:2/4 K:Cdor |1 A B :| |2 c d | |2 e f |".split())[0]
+    ['M:2/4', 'K:Cdor', '|1', 'A', 'B', ':|', '|2', 'c', 'd', '|', '|', 'e', 'f', '|']
     """
     return _repair(tokens, strict=False)
 
