@@ -101,10 +101,10 @@ def test_bad_token_sequences_raise_without_repair(tokens, message):
     ("M:4/4 K:Cmaj (3 C D :| E", "M:4/4 K:Cmaj C D :| E", "unfinished tuplet"),
     ("M:4/4 K:Cmaj C D |2 E F |", "M:4/4 K:Cmaj C D | E F |", "'|2' with no '|1"),
     ("M:4/4 K:Cmaj |: C |1 D | |2 E :|", "M:4/4 K:Cmaj |: C |1 D | | E :|", "'|2' with no '|1"),
-    ("M:4/4 K:Cmaj |: C |1 D | E |", "M:4/4 K:Cmaj | C | D | E |", "'|1' never closed"),
+    ("M:4/4 K:Cmaj |: C |1 D | E |", "M:4/4 K:Cmaj |: C | D | E |", "'|1' never closed"),
+    ("M:4/4 K:Cmaj |1 C :| |2 D |1 E :| |2 F |", "M:4/4 K:Cmaj |1 C :| |2 D | E :| | F |", "'|1' inside another"),
     ("M:4/4 K:Cmaj |: C |1 D :| |2 E |2 F |", "M:4/4 K:Cmaj |: C |1 D :| |2 E | F |", "'|2' with no '|1"),
     ("M:4/4 K:Cmaj |: C |: D :| E", "M:4/4 K:Cmaj |: C | D :| E", "'|:' inside an open repeat"),
-    ("M:4/4 K:Cmaj |: C D | E", "M:4/4 K:Cmaj | C D | E", "'|:' never closed"),
     ("M:6/8 K:Cmaj A 2> B c", "M:6/8 K:Cmaj A 3 B /2 c", "different lengths"),
     ("M:6/8 K:Cmaj A > B > c", "M:6/8 K:Cmaj A > B c", "chained"),
     ("M:6/8 K:Cmaj A > | B", "M:6/8 K:Cmaj A | B", "no note after it"),
@@ -166,6 +166,15 @@ def test_no_line_break_inside_a_tuplet_across_a_bar():
     assert tune_to_tokens(tokens_to_abc(toks)) == toks
     plain = ["M:4/4", "K:Cmaj", *" ".join([bar] * 5).split()]  # no tuplet: the usual four bars a line
     assert tokens_to_abc(plain).splitlines()[5:] == ["CDEF GABc | CDEF GABc | CDEF GABc | CDEF GABc |", "CDEF GABc |"]
+
+
+def test_an_ending_closed_by_a_double_bar_keeps_its_tokens():
+    # abc2midi: "Need || |: :| or :: to mark end of variant ending" before the second `|1`.
+    toks = "M:4/4 K:Cmaj |: C |1 D :| |2 E | F |1 G :| |2 A |".split()
+    assert repair_for_writing(toks) == (toks, [])
+    abc = tokens_to_abc(toks)
+    assert "|2 E || F |1 G" in abc.replace("\n", " ")
+    assert tune_to_tokens(abc) == toks
 
 
 def test_chord_lengths_written_inside():

@@ -65,6 +65,7 @@ MAX_CHORD = 8  # notes: abcm2ps says "Too many notes in chord" beyond
 DEFAULT_METER, DEFAULT_KEY = "M:4/4", "K:Cmaj"
 _VOCAB = frozenset(Vocabulary.v2().tokens)
 _NOTE_START = ("pitch", "rest", "chord_start")
+_SECTION = "||"  # internal: a `|` token written `||` (see `_bars`)
 
 
 def beat_length(meter: str) -> Fraction:
@@ -465,14 +466,17 @@ def _tuplets(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
 
 def _bars(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
     """Repeats and endings as abc2midi accepts them: no `|:` inside an open repeat, a
-    `|1` closed by `:|` and not opened inside another ending, a `|2` only after a
-    closed `|1`. (Empty bars, `| |`, are kept: all five programs accept them.)"""
+    `|1` closed by `:|`, a `|2` only after a closed `|1`. A `|1` while a `|2` ending
+    is still open gets the first bar line of that ending written `||` (`_SECTION`),
+    which closes it for abc2midi and reads back as `|`; with no bar line to use, the
+    `|1` is written `|`. Kept as written: empty bars (`| |`, which every program
+    accepts), a `|:` never closed and a `|1` after `:|` with no `|:` (abc2midi warns,
+    "Missing :|" / "found [1 ... before |:", and plays exactly what the tune means:
+    its MIDI is the same byte for byte as with the repeat written out)."""
     out: list[tuple[int, str]] = []
     repeat_open = False
-    repeat_at = None  # index in out of the open `|:`
-    closed_one = False  # a `:|` came (and no `|:` since): a `|1` now needs a `|:` first
     ending = 0  # the ending being played: 0, 1 or 2
-    ending_at = None  # index in out of the open `|1`
+    ending_at = None  # index in out of the open `|1` or `|2`
     after_first = False  # a `|1 ... :|` was closed and no `|2` came yet
 
     def plain(n: int, what: str) -> None:
@@ -491,39 +495,39 @@ def _bars(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
                 fix("wrote as '|'", "a '|:' inside an open repeat", _where(i, tok))
                 tok = "|"
             else:
-                repeat_open, repeat_at, closed_one = True, len(out), False
+                repeat_open = True
         elif tok == ":|":
             if ending == 1:
                 after_first = True
-            ending, repeat_open, closed_one = 0, False, True
+            ending, repeat_open = 0, False
         elif tok == "|1":
             if ending == 1:
                 plain(ending_at, "an ending '|1' never closed by ':|'")
             if ending == 2:
-                fix("wrote as '|'", "an ending '|1' inside another ending", _where(i, tok))
-                tok = "|"
-            elif closed_one and not repeat_open:
-                fix("wrote as '|'", "an ending '|1' after ':|' with no '|:'", _where(i, tok))
-                tok = "|"
-            else:
+                assert ending_at is not None
+                closer = next((n for n in range(ending_at + 1, len(out)) if out[n][1] == "|"), None)
+                if closer is None:
+                    fix("wrote as '|'", "an ending '|1' inside another ending", _where(i, tok))
+                    tok = "|"
+                else:
+                    out[closer] = (out[closer][0], _SECTION)  # same tokens, read back as `|`
+            if tok == "|1":
                 ending, ending_at, after_first = 1, len(out), False
         elif tok == "|2":
             if after_first and ending == 0:
-                ending, after_first = 2, False
+                ending, ending_at, after_first = 2, len(out), False
             else:
                 fix("wrote as '|'", "an ending '|2' with no '|1 ... :|' before it", _where(i, tok))
                 tok = "|"
         out.append((i, tok))
     if ending == 1:
         plain(ending_at, "an ending '|1' never closed by ':|'")
-    if repeat_open:
-        plain(repeat_at, "a '|:' never closed by ':|'")
     return out
 
 
 def _repair(tokens: Sequence[str], strict: bool) -> tuple[list[str], list[str]]:
     fix = _Fixes(strict)
-    toks = [t for t in tokens]
+    toks = list(tokens)
     if toks and toks[0] == BOS:
         toks = toks[1:]
     if toks and toks[-1] == EOS:
@@ -534,6 +538,11 @@ def _repair(tokens: Sequence[str], strict: bool) -> tuple[list[str], list[str]]:
     if not any(kind(t) == "pitch" for _, t in body):
         raise FolkRNNError("no notes to write")
     return [meter, key, *(t for _, t in body)], fix.notes()
+
+
+def _tokens_of(written: list[str]) -> list[str]:
+    """The v2 tokens of a repaired sequence (its `||` spellings are `|`)."""
+    return ["|" if t == _SECTION else t for t in written]
 
 
 def _fold_chords(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
@@ -592,7 +601,8 @@ def repair_for_writing(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     >>> repair_for_writing("M:2/4 K:Cdor |1 A B :| |2 c d | |2 e f |".split())[0]
     ['M:2/4', 'K:Cdor', '|1', 'A', 'B', ':|', '|2', 'c', 'd', '|', '|', 'e', 'f', '|']
     """
-    return _repair(tokens, strict=False)
+    toks, notes = _repair(tokens, strict=False)
+    return _tokens_of(toks), notes
 
 
 # -- writing -----------------------------------------------------------------------
@@ -627,7 +637,8 @@ def tokens_to_abc(
         toks, notes = _repair(tokens, strict=False)
     else:
         toks, notes = _repair(_strip_specials(tokens), strict=True)
-    body = toks[2:]
+    written = toks[2:]
+    body = _tokens_of(written)
     tonic = parse_key(key)
     mode = V2_KEY_MODES[toks[1]]
     if tonic.semitone == 0 and tonic.letter == "C":
@@ -644,6 +655,7 @@ def tokens_to_abc(
             spelled = list(spell(items, best, mode_signature(tonic, mode)))
         except ValueError as e:
             raise FolkRNNError(f"cannot write this tune in {tonic}: {e}") from None
+    spelled = [w if w == _SECTION else t for w, t in zip(written, spelled)]
     lines = [f"X:{x}", f"T:{title if title is not None else 'folkrnn tune'}"]
     lines += [f"% {c}" if c else "%" for c in [*comments, *notes]]
     lines += [toks[0], "L:1/8", f"K:{tonic.name}{_MODE_SUFFIX[toks[1]]}"]
