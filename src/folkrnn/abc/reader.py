@@ -502,6 +502,8 @@ def _fold_chord(items: list, outer: str) -> bool:
     inner: list[Fraction | None] = []
     for it in items[start + 1:]:
         if it.__class__ is str:
+            if not inner or token_kind(it) != "duration":  # a rest or bar in a chord (non-strict)
+                return False
             inner[-1] = duration(it)
         else:
             notes.append(it)
