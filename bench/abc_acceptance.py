@@ -212,7 +212,9 @@ def write_all(seqs: Sequence[Sequence[str]]) -> tuple[list[str | None], list[lis
                 want = kept
             else:
                 kept = list(toks)
-                want = repair_for_writing(toks)[0]
+                want, notes = repair_for_writing(toks)
+                if "this tune has no notes" in notes:
+                    raise ValueError("no notes")
             abcs.append(tokens_to_abc(kept, x=i + 1, title=f"tune {i + 1}"))
             expected.append(want)
         except Exception:  # noqa: BLE001 - counted as not written

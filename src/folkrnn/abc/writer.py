@@ -564,9 +564,11 @@ def _repair(tokens: Sequence[str], strict: bool) -> tuple[list[str], list[str]]:
     meter, key, body = _header(toks, fix)
     for step in (_chords, _drawable, _tuplets, _lengths, _even_tuplets, _bars, _fold_chords):
         body = step(body, fix)
+    notes = fix.notes()
     if not any(kind(t) == "pitch" for _, t in body):
-        raise FolkRNNError("no notes to write")
-    return [meter, key, *(t for _, t in body)], fix.notes()
+        # Still written (the sampler's tune is shown), but no reader will take it as a tune.
+        notes.append("this tune has no notes")
+    return [meter, key, *(t for _, t in body)], notes
 
 
 def _tokens_of(written: list[str]) -> list[str]:
@@ -620,8 +622,8 @@ def repair_for_writing(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     music; M:4/4 and K:Cmaj when there is none) and hold only what abc2midi, abcm2ps,
     abcjs, music21 and `read_abc` all accept; `notes` says, one line, what was
     changed (empty when nothing was). A well-formed tune comes back unchanged, but
-    for chord lengths written the portable way (`fold_chord_lengths`). Raises
-    FolkRNNError only when no note is left.
+    for chord lengths written the portable way (`fold_chord_lengths`). A tune with no
+    note left is still returned (notes say so); no ABC reader takes it as a tune.
 
     >>> toks, notes = repair_for_writing("M:4/4 K:Cmaj | 2 A > B K:Cmin c ] |".split())
     >>> toks
@@ -665,7 +667,7 @@ def tokens_to_abc(
     becomes `K:Ddor` with every note moved up a tone. `comments` become `%` lines.
     `repair`: mend what ABC cannot say (`repair_for_writing`) and add its notes to
     the comments; with False, FolkRNNError names the first such token instead.
-    Raises FolkRNNError when no note is left to write. The text ends with a newline.
+    The text ends with a newline.
     """
     if repair:
         toks, notes = _repair(tokens, strict=False)
