@@ -189,7 +189,8 @@ def generate(model: str, n: int, seed: int, max_length: int, batch_size: int) ->
 
         ckpt = load_model(model)
         net, vocab = ckpt.model, ckpt.vocab
-    cfg = SampleConfig(num_tunes=n, seed=seed, max_length=max_length, batch_size=batch_size)
+    # Primed with any meter and mode, as `folkrnn generate` does by default.
+    cfg = SampleConfig(num_tunes=n, seed=seed, max_length=max_length, batch_size=batch_size, prime=("M:*", "K:*"))
     return [t.tokens for t in sample(net, vocab, cfg)]
 
 

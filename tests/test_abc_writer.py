@@ -109,7 +109,7 @@ def test_bad_token_sequences_raise_without_repair(tokens, message):
     ("M:6/8 K:Cmaj A > B > c", "M:6/8 K:Cmaj A > B c", "chained"),
     ("M:6/8 K:Cmaj A > | B", "M:6/8 K:Cmaj A | B", "no note after it"),
     ("M:4/4 K:Cmaj A 5 B 9 c /3", "M:4/4 K:Cmaj A B c", "no score can draw"),
-    ("C D M:4/4", "M:4/4 K:Cmaj C D", "no meter token"),
+    ("K:Cmaj M:6/8 M:4/4 C D", "M:4/4 K:Cmaj C D", "several meter tokens"),
     ("M:4/4 K:Cmaj C K:Cmin D", "M:4/4 K:Cmaj C D", "meter or key token inside the music"),
     ("M:4/4 K:Cmaj [ C D E F G A B c d ] e", "M:4/4 K:Cmaj [ C D E F G A B c ] e", "more than 8 notes"),
 ])

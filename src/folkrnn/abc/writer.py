@@ -62,7 +62,6 @@ BARS_PER_LINE = 4
 # beat, past HARD_WIDTH at the next note (abcm2ps refuses a line it must shrink too much).
 BAR_WIDTH, SOFT_WIDTH, HARD_WIDTH = 30.0, 34.0, 38.0
 MAX_CHORD = 8  # notes: abcm2ps says "Too many notes in chord" beyond
-DEFAULT_METER, DEFAULT_KEY = "M:4/4", "K:Cmaj"
 _VOCAB = frozenset(Vocabulary.v2().tokens)
 _NOTE_START = ("pitch", "rest", "chord_start")
 _SECTION = "||"  # internal: a `|` token written `||` (see `_bars`)
@@ -173,14 +172,9 @@ def _header(toks: list[str], fix: _Fixes) -> tuple[str, str, list[tuple[int, str
         else:
             fix("dropped", f"{toks[i]}, not a v2 meter or mode", _where(i + 1, toks[i]))
         i += 1
-    if fix.strict and (meter is None or key is None or i != 2):
+    if meter is None or key is None or (fix.strict and i != 2):
+        # Not a transcription: which meter and key it has is the sampler's to decide.
         raise FolkRNNError(f"a transcription starts with a v2 meter and key token, got {' '.join(toks[:2])!r}")
-    if meter is None:
-        fix(f"wrote {DEFAULT_METER} for", "no meter token before the music")
-        meter = DEFAULT_METER
-    if key is None:
-        fix(f"wrote {DEFAULT_KEY} for", "no key token before the music")
-        key = DEFAULT_KEY
     body = []
     for j in range(i, len(toks)):
         tok = toks[j]
@@ -619,7 +613,7 @@ def repair_for_writing(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     """Any token sequence (a model's, `<s>`/`</s>` allowed) -> (tokens ABC can say, notes).
 
     The tokens start with one meter and one key token (the last of each before the
-    music; M:4/4 and K:Cmaj when there is none) and hold only what abc2midi, abcm2ps,
+    music; FolkRNNError when there is none: not a transcription) and hold only what abc2midi, abcm2ps,
     abcjs, music21 and `read_abc` all accept; `notes` says, one line, what was
     changed (empty when nothing was). A well-formed tune comes back unchanged, but
     for chord lengths written the portable way (`fold_chord_lengths`). A tune with no
