@@ -377,6 +377,8 @@ def _even_broken(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, st
                 fix("dropped", "a broken rhythm chained to another (A > B > C)", _where(*out[n]))
                 _drop_broken(out, n)
         n -= 1
+    # Events keep their first token (and its number) through the rewrites below.
+    tuplet = {j: p for (j, _), p in zip(out, _tuplet_of(out))}
     n = 0
     while n < len(out):
         i, tok = out[n]
@@ -385,7 +387,6 @@ def _even_broken(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, st
             continue
         where = _where(i, tok)
         a0 = _event_start(out, n)
-        tuplet = _tuplet_of(out)
         first, first_len = _core_and_length(out[a0:n])
         if first_len is not None:
             first_len *= duration(tok)  # `2>`: the length written with the mark
@@ -397,7 +398,7 @@ def _even_broken(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, st
             new = first_len * dotted, second_len * halved
             if not (drawable(new[0]) and drawable(new[1])):
                 new = None
-        if new is not None and first_len == second_len and tuplet[a0] == tuplet[n + 1]:
+        if new is not None and first_len == second_len and tuplet[out[a0][0]] == tuplet[out[n + 1][0]]:
             n += 1
             continue
         if new is not None:
@@ -580,7 +581,9 @@ def _fold_chords(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, st
             out.append((i, tok))
             n += 1
             continue
-        start = max(k for k in range(len(out)) if out[k][1] == "[")
+        start = len(out) - 1
+        while out[start][1] != "[":
+            start -= 1
         notes: list[tuple[int, str]] = []
         inner: list[Fraction | None] = []
         for j, t in out[start + 1:]:
