@@ -12,6 +12,7 @@ from functools import lru_cache
 import pytest
 
 from folkrnn.abc import read_abc, tokens_to_abc, tune_to_tokens
+from folkrnn.abc.writer import repair_for_writing
 from folkrnn.vocab import Vocabulary
 
 pytest.importorskip("music21")
@@ -78,12 +79,18 @@ def test_accepted_tunes_are_valid_v2(results):
 
 @pytest.mark.slow
 def test_round_trip_identity_on_the_corpus(results):
-    n = 0
+    # Tokens -> ABC -> tokens gives the tokens back, or (21 of 4,282 tunes: a broken
+    # rhythm abc2midi refuses, a stray bracket...) the repaired tokens the writer wrote.
+    n = same = 0
     for i, r in enumerate(results):
         if r.accepted:
             toks = list(r.tokens)
-            assert tune_to_tokens(tokens_to_abc(toks)) == toks, r.label()
+            want = repair_for_writing(toks)[0]
+            back = tune_to_tokens(tokens_to_abc(toks))
+            assert back == want, r.label()
+            same += back == toks
             key = ("D", "G", "A", "Bb", "F#", "E")[i % 6]
-            assert tune_to_tokens(tokens_to_abc(toks, key=key)) == toks, (r.label(), key)
+            assert tune_to_tokens(tokens_to_abc(toks, key=key)) == want, (r.label(), key)
             n += 1
     assert n > 3500
+    assert same >= 0.99 * n

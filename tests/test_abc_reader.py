@@ -299,3 +299,26 @@ def test_music_after_a_blank_line_rejects_the_tune():
 
 def test_meter_and_unit_after_the_key_line_still_count():
     assert tune_to_tokens("X:1\nT:t\nK:G\nM:6/8\nL:1/16\nG2AB|\n") == ["M:6/8", "K:Cmaj", "c", "d", "/2", "e", "/2", "|"]
+
+
+@pytest.mark.parametrize("abc, meter", [
+    # The last meter before the first note counts (issue 13): not a meter change.
+    ("X:1\nT:t\nM:4/4\nK:G\nM:6/8\nGAB cde|", "M:6/8"),
+    ("X:1\nT:t\nM:4/4\nL:1/8\nK:G\n[M:6/8] GAB cde|", "M:6/8"),
+    ("X:1\nT:t\nM:5/4\nK:G\nM:6/8\n|GAB cde|", "M:6/8"),
+    ("X:1\nT:t\nM:6/8\nK:G\nM:4/4\nM:6/8\nGAB cde|", "M:6/8"),
+])
+def test_last_meter_before_the_music_counts(abc, meter):
+    toks = tune_to_tokens(abc)
+    assert toks[:2] == [meter, "K:Cmaj"] and "c" in toks[2:4]
+
+
+def test_a_meter_change_after_the_first_note_is_still_rejected():
+    r = next(read_abc("X:1\nT:t\nM:4/4\nK:G\nGABc|\nM:6/8\nGAB cde|"))
+    assert r.reason == "meter change"
+
+
+def test_plus_decoration_does_not_cross_chord_brackets():
+    # `+B][c+` once read as one `+...+` decoration, losing both chords.
+    toks = tune_to_tokens("X:1\nT:t\nM:4/4\nL:1/8\nK:C\n[G+B][c+e] +trill+d4 |")
+    assert toks[2:] == ["[", "G", "B", "]", "[", "c", "e", "]", "d", "4", "|"]

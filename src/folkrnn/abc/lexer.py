@@ -15,6 +15,8 @@ scan as small `Token`s that keep their source text, for tests and debugging.
 ['[K:G]', ' ', '[1', ' ', 'A,,3/', '-', ' ', '|', ' ', '[|', '  ', '::', ' ', '|]', ' ', '.|']
 >>> [t.kind for t in lex("+E3A3+2 +trill+A +ff+")]
 ['plus_chord', 'space', 'decoration', 'note', 'space', 'decoration']
+>>> [t.text for t in lex("[G+B][c+e]")]
+['[', 'G', '+', 'B', ']', '[', 'c', '+', 'e', ']']
 >>> note_parts(next(BODY_RE.finditer("^^f'//")))
 ('^^', 'f', "'", '//')
 >>> length("3/2"), length("/"), length("//"), length(""), length("3//")
@@ -54,7 +56,8 @@ PATTERNS: tuple[tuple[str, str], ...] = (
     ("grace", r"\{[^}]*\}?"),
     # ABC 1.6 chords `+CEG+` (two or more notes; `+ff+` is the dynamic).
     ("plus_chord", r"\+(?![fF]+\+)((?:(?:\^\^|\^|=|__|_)?[A-Ga-g][,']*" + _LEN + r"){2,})\+(" + _LEN + ")"),
-    ("decoration", r"![^!\s]*!|\+[^+\s]*\+|[~.H-Wh-w!+]"),
+    # `+trill+` (ABC 2.0) never spans a chord bracket or bar: `[G+B][c+e]` holds two chords.
+    ("decoration", r"![^!\s]*!|\+[^+\s\[\]|]*\+|[~.H-Wh-w!+]"),
     ("overlay", r"&"),
     ("other", r"."),
 )

@@ -45,7 +45,9 @@ from folkrnn.abc.keys import (
     parse_key_field,
     spell,
 )
+from folkrnn.abc.writer import fold_chord_lengths
 from folkrnn.errors import FolkRNNError
+from folkrnn.tokens import duration
 from folkrnn.tokens import kind as token_kind
 from folkrnn.tokens import meter_length, tuplet_ratio
 from folkrnn.vocab import Vocabulary
@@ -214,7 +216,7 @@ def _read_header(lines: list[str]) -> _Header:
                     if later.strip() and not later.lstrip().startswith("%"):
                         break
                     continue
-                if lm.group(1) == "M" and meter is None:
+                if lm.group(1) == "M":  # the last meter before the music counts
                     meter = _strip_comment(lm.group(2))
                 elif lm.group(1) == "L" and unit is None:
                     unit = _parse_unit(_strip_comment(lm.group(2)))
@@ -286,8 +288,16 @@ class _Body:
             if (new.tonic, new.signature, new.octave) != (self.key.tonic, self.key.signature, self.key.octave):
                 raise AbcRejected("key change", f"{where}: key changes to K:{value}")
         elif f == "M":
-            if normalise_meter(value) != self.meter_token:
-                raise AbcRejected("meter change", f"{where}: meter changes to M:{value}")
+            if normalise_meter(value) == self.meter_token:
+                return
+            if self.before_music():
+                # The last meter before the first note counts (`M:4/4`, `K:G`, `[M:6/8]` ...).
+                token = normalise_meter(value)
+                if token is None:
+                    raise AbcRejected("meter", f"{where}: meter {value} is not a v2 meter")
+                self.meter_token = token
+                return
+            raise AbcRejected("meter change", f"{where}: meter changes to M:{value}")
         elif f == "L":
             self.unit = _parse_unit(value) * 8
             self._len_cache = {}
@@ -298,6 +308,10 @@ class _Body:
                 self.voices.add(vid[0])
                 if len(self.voices) > 1:
                     raise AbcRejected("voices", f"{where}: several voices ({', '.join(sorted(self.voices))})")
+
+    def before_music(self) -> bool:
+        """No note or rest read yet (bar lines only)."""
+        return all(it.__class__ is str and token_kind(it) == "bar" for it in self.items)
 
     def _note(self, m: re.Match, in_chord: bool, where: str) -> tuple[int, int | None, str | None]:
         """(step, written alteration or None, length token) of a note lexeme."""
@@ -399,10 +413,13 @@ class _Body:
                         raise AbcRejected("malformed", f"{where}: ']' without '['")
                     if not chord_notes:
                         raise AbcRejected("malformed", f"{where}: empty chord")
+                was_open = in_chord
                 in_chord = False
-                append("]")
                 ln = m.group(lexer.G_CHORD_LEN)
                 tok = self._length(ln, where)
+                if tok and was_open and _fold_chord(items, tok):
+                    tok = None
+                append("]")
                 if tok:
                     append(tok)
                     last = "dur"
@@ -474,6 +491,34 @@ class _Body:
 
 
 
+def _fold_chord(items: list, outer: str) -> bool:
+    """Move a chord's length inside when its notes have lengths too: `[C2E2]2` is
+    `[ C 4 E 4 ]`, the portable form the writer uses (see `fold_chord_lengths`).
+    `items` ends with the open chord; True if it was rewritten."""
+    start = len(items) - 1
+    while items[start] != "[":
+        start -= 1
+    notes: list = []
+    inner: list[Fraction | None] = []
+    for it in items[start + 1:]:
+        if it.__class__ is str:
+            if not inner or token_kind(it) != "duration":  # a rest or bar in a chord (non-strict)
+                return False
+            inner[-1] = duration(it)
+        else:
+            notes.append(it)
+            inner.append(None)
+    folded = fold_chord_lengths(inner, duration(outer))
+    if folded is None:
+        return False
+    del items[start + 1:]
+    for note, ln in zip(notes, folded):
+        items.append(note)
+        if ln is not None:
+            items.append(ln)
+    return True
+
+
 def _tokens(header: _Header, lines: list[str], line0: int, strict: bool = True) -> tuple[list[str], str | None]:
     """Header + body lines -> v2 tokens (raises AbcRejected). Returns (tokens, mode)."""
     if header.key_text is None:
@@ -512,7 +557,7 @@ def _tokens(header: _Header, lines: list[str], line0: int, strict: bool = True) 
     for it in items:
         if it.__class__ is str and it not in _VOCAB:
             raise _reject_for(it)  # type: ignore[arg-type]
-    return [meter_token, key_token, *_transpose(items, key)], key.mode
+    return [body.meter_token, key_token, *_transpose(items, key)], key.mode
 
 
 def _transpose(items: list, key: Key) -> list[str]:
