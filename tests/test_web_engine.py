@@ -109,8 +109,9 @@ def test_command_line_makes_the_same_tune_with_the_cli(tmp_path, model):
 
 def test_files_of_a_tune():
     toks = "M:6/8 K:Cdor |: G c c 2 B c d :| 2".split()  # a stray length at the end: left out
-    abc, dropped = tune_abc(toks, key="D", title="Jig")
-    assert "K:Ddor" in abc and "T:Jig" in abc and dropped == ["2"] and "left out 1 token" in abc
+    abc, repairs = tune_abc(toks, key="D", title="Jig")
+    assert repairs == ["repaired for ABC: dropped a length that follows no note"]
+    assert "K:Ddor" in abc and "T:Jig" in abc and "% " + repairs[0] in abc
     mid = tune_midi(toks, key="D", tempo=120)
     assert mid.startswith(b"MThd")
     with pytest.raises(FolkRNNError):

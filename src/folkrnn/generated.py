@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from folkrnn.errors import FolkRNNError
-from folkrnn.sample import KEY_WILDCARD, METER_WILDCARD, WILDCARD, Tune, drop_unwritable
+from folkrnn.sample import KEY_WILDCARD, METER_WILDCARD, WILDCARD, Tune
 from folkrnn.vocab import BOS, Vocabulary
 
 
@@ -127,16 +127,14 @@ def _playback_fields(abc: str, meter: str, s: Settings) -> str:
 
 def annotated_abc(tokens: Sequence[str], key: str = "C", x: int = 1, title: str | None = None,
                   comments: Sequence[str] = ()) -> tuple[str, list[str]]:
-    """(ABC text, the tokens left out because ABC cannot place them, said so in a `%`
-    comment); FolkRNNError when the tokens are not a transcription at all."""
+    """(ABC text, what was repaired so that every ABC program accepts it, each also said
+    in a `%` comment: `folkrnn.abc.writer.repair_for_writing`); FolkRNNError when the
+    tokens are not a transcription at all."""
     from folkrnn.abc import tokens_to_abc
+    from folkrnn.abc.writer import repair_for_writing
 
-    kept, dropped = drop_unwritable(tokens)
-    notes = list(comments)
-    if dropped:
-        more = " ..." if len(dropped) > 20 else ""
-        notes.append(f"left out {len(dropped)} token(s) ABC cannot place: {' '.join(dropped[:20])}{more}")
-    return tokens_to_abc(kept, key=key, x=x, title=title, comments=notes), dropped
+    kept, repairs = repair_for_writing(tokens)
+    return tokens_to_abc(kept, key=key, x=x, title=title, comments=[*comments, *repairs]), repairs
 
 
 def abc_or_error(tune: Tune, s: Settings) -> tuple[str | None, str | None]:

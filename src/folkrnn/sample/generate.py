@@ -16,8 +16,7 @@ from folkrnn.sample.config import SampleConfig, Tune, progress_bar
 from folkrnn.sample.prime import base_allowed, compile_prime
 from folkrnn.sample.randomness import draw, filter_logits, log_softmax_at, softmax, uniforms
 from folkrnn.sample.step import HookedStepper, Stepper
-from folkrnn.tokens import kind
-from folkrnn.vocab import BOS, EOS, Vocabulary
+from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 WRAP_UP = 150  # --bars strict: in a tune's last tokens before the cap, end as soon as the bars allow
@@ -188,26 +187,4 @@ def _top_alternatives(vocab: Vocabulary, z: np.ndarray, k: int) -> list[list[tup
     vals = np.take_along_axis(p, idx, -1)
     return [[(vocab.tokens[i], round(q, 6)) for i, q in zip(ri, rv)] for ri, rv in zip(idx.tolist(), vals.tolist())]
 
-
-def drop_unwritable(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split a sampled tune into the tokens ABC can place and the ones it cannot.
-
-    A model can emit a length or broken rhythm after a bar line, or a meter or key token
-    mid-tune; those have no ABC spelling, so they are dropped (and reported) to write
-    the rest as playable ABC. The first two tokens (meter, key) are kept as they are.
-
-    >>> drop_unwritable("M:4/4 K:Cmaj | 2 A > B K:Cmin c".split())
-    (['M:4/4', 'K:Cmaj', '|', 'A', '>', 'B', 'c'], ['2', 'K:Cmin'])
-    """
-    toks = [t for t in tokens if t not in (BOS, EOS)]
-    kept, dropped = toks[:2], []
-    prev = "start"
-    for tok in toks[2:]:
-        k = kind(tok)
-        if k in ("unknown", "meter", "key", "bos", "eos") or (k in ("duration", "broken") and prev not in ("pitch", "rest", "chord_end")):
-            dropped.append(tok)
-            continue
-        kept.append(tok)
-        prev = k
-    return kept, dropped
 

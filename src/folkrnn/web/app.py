@@ -417,10 +417,10 @@ class Studio:
         if rec.truncated:
             comments.append("stopped at the length cap")
         try:
-            d["abc"], d["dropped"] = tune_abc(rec.tokens, key=key, x=rec.id, title=title, comments=comments)
+            d["abc"], d["repairs"] = tune_abc(rec.tokens, key=key, x=rec.id, title=title, comments=comments)
             d["abc_error"] = None
         except FolkRNNError as e:
-            d["abc"], d["dropped"], d["abc_error"] = None, [], str(e)
+            d["abc"], d["repairs"], d["abc_error"] = None, [], str(e)
         d["mode_name"] = _mode_name(rec.mode)
         d["key"] = key
         return d

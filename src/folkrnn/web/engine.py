@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from folkrnn.abc.writer import repair_for_writing
 from folkrnn.errors import FolkRNNError
 from folkrnn.model import FolkRNN
 from folkrnn.sample import (
@@ -39,7 +40,6 @@ from folkrnn.sample import (
     base_allowed,
     compile_prime,
     draw,
-    drop_unwritable,
     filter_logits,
     make_prime,
     parse_meter,
@@ -363,7 +363,7 @@ def tune_midi(tokens: Sequence[str], key: str = "C", tempo: float = 100, title: 
     """A type-0 MIDI file of the tune in `key`, `tempo` beats per minute (the meter's beat)."""
     from folkrnn.midi import key_shift, tune_to_midi
 
-    kept, _ = drop_unwritable(tokens)
+    kept, _ = repair_for_writing(tokens)
     mid = tune_to_midi(kept, tempo=tempo, transpose=key_shift(key), title=title)
     buf = io.BytesIO()
     mid.save(file=buf)
