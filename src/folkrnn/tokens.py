@@ -120,6 +120,22 @@ def duration(token: str) -> Fraction:
     return Fraction(num, den)
 
 
+def length_token(value: Fraction) -> str | None:
+    """The v2 duration token for a length in eighths, the inverse of `duration` (None for 1,
+    which v2 leaves unwritten; the token may lie outside the vocabulary).
+
+    >>> [length_token(Fraction(n, d)) for n, d in ((1, 1), (2, 1), (1, 2), (3, 2))]
+    [None, '2', '/2', '3/2']
+    """
+    if value == 1:
+        return None
+    if value.denominator == 1:
+        return str(value.numerator)
+    if value.numerator == 1:
+        return f"/{value.denominator}"
+    return f"{value.numerator}/{value.denominator}"
+
+
 def broken_direction(token: str) -> str:
     """'>' or '<' for a broken-rhythm token."""
     return token[-1]

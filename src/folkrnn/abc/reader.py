@@ -49,6 +49,7 @@ from folkrnn.abc.writer import fold_chord_lengths
 from folkrnn.errors import FolkRNNError
 from folkrnn.tokens import duration
 from folkrnn.tokens import kind as token_kind
+from folkrnn.tokens import length_token as _length_token
 from folkrnn.tokens import meter_length, tuplet_ratio
 from folkrnn.vocab import Vocabulary
 
@@ -162,16 +163,6 @@ def _parse_unit(text: str) -> Fraction:
 def _strip_comment(value: str) -> str:
     return value.split("%", 1)[0].strip()
 
-
-def _length_token(value: Fraction) -> str | None:
-    """v2 duration token for a length in eighths (None for 1)."""
-    if value == 1:
-        return None
-    if value.denominator == 1:
-        return str(value.numerator)
-    if value.numerator == 1:
-        return f"/{value.denominator}"
-    return f"{value.numerator}/{value.denominator}"
 
 
 class _Header(NamedTuple):

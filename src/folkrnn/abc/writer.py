@@ -51,6 +51,7 @@ from fractions import Fraction
 from folkrnn.abc.keys import V2_KEY_MODES, Note, Tonic, mode_signature, moves, parse_key, spell
 from folkrnn.errors import FolkRNNError
 from folkrnn.tokens import BARS, METERS, duration, iter_sounding, kind, meter_length, parse_pitch, tuplet_ratio
+from folkrnn.tokens import length_token as _length_token
 from folkrnn.vocab import BOS, EOS, Vocabulary
 
 __all__ = ["beat_length", "drawable", "fold_chord_lengths", "repair_for_writing", "tokens_to_abc"]
@@ -79,16 +80,6 @@ def beat_length(meter: str) -> Fraction:
         return Fraction(4)
     return Fraction(2)
 
-
-def _length_token(value: Fraction) -> str | None:
-    """The v2 token for a length in eighths (None for 1; may be outside the vocabulary)."""
-    if value == 1:
-        return None
-    if value.denominator == 1:
-        return str(value.numerator)
-    if value.numerator == 1:
-        return f"/{value.denominator}"
-    return f"{value.numerator}/{value.denominator}"
 
 
 def drawable(length: Fraction) -> bool:
