@@ -75,6 +75,43 @@ def test_rankings_raw_residualised_and_bar_power():
     assert bp[0] > 0.9 and bp[1] < 0.2
 
 
+def _bar_rows(n_tunes=30, n_bars=32, per_bar=6, h=8, seed=0):
+    """Token-level states of `h` noise units, `per_bar` rows a bar after 2 header rows (bar -1)."""
+    rng = np.random.default_rng(seed)
+    bar_of_row = np.concatenate([np.r_[-1, -1, np.repeat(np.arange(n_bars), per_bar)] for _ in range(n_tunes)])
+    offsets = np.arange(n_tunes + 1) * (2 + n_bars * per_bar)
+    return rng.normal(size=(len(bar_of_row), h)), bar_of_row, offsets
+
+
+def test_cycle_power_finds_a_planted_8_bar_unit_and_not_a_random_one():
+    x, bar_of_row, offsets = _bar_rows(h=64)
+    # unit 3 swings once every 8 bars (plus the same noise as the others); the rest is noise
+    x[:, 3] += 1.5 * np.where(bar_of_row >= 0, np.cos(2 * np.pi * bar_of_row / 8), 0.0)
+    control = np.random.default_rng(9).normal(size=x.shape)  # the random network's units: no cycle
+    c = probes.cycle_power(x, control, offsets, bar_of_row, np.random.default_rng(1), bars_per_cycle=8)
+    assert c["tunes"] == 30 and c["units"] == 64
+    assert c["top"][0]["unit"] == 3 and c["top"][0]["power"] > 0.5
+    assert c["above_controls"][0] == 3 and c["top"][0]["power"] > max(c["random_network_max"], c["shuffled_bars_max"])
+    # noise units beat the 99th percentiles only at about the chance rate, a random unit (0) not at all
+    assert len(c["above_controls"]) <= 3 and 0 not in c["above_controls"]
+    assert c["top"][1]["power"] < max(c["random_network_max"], c["shuffled_bars_max"])
+    assert c["shuffled_bars_99"] < 0.3 and c["random_network_99"] < 0.3
+    # shuffling the bars destroys the cycle: the planted unit alone scores like noise
+    only = x[:, [3]]
+    s, o, n = probes.bar_means(only, offsets, bar_of_row, 8)
+    order = np.concatenate([o[k] + np.random.default_rng(k).permutation(n[k]) for k in range(len(n))])
+    assert probes.bar_period_power(s[order], o, n, 16, 8)[0] < 0.3
+    # a 4-bar cycle is not an 8-bar one
+    y, _, _ = _bar_rows(h=64, seed=2)
+    y[:, 0] += 1.5 * np.where(bar_of_row >= 0, np.cos(2 * np.pi * bar_of_row / 4), 0.0)
+    c4 = probes.cycle_power(y, control, offsets, bar_of_row, np.random.default_rng(1), bars_per_cycle=8)
+    assert 0 not in c4["above_controls"]
+    # tunes shorter than 2 cycles: nothing to test
+    short = bar_of_row.copy()
+    short[short >= 12] = -1
+    assert probes.cycle_power(x, control, offsets, short, np.random.default_rng(1)) is None
+
+
 def test_paired_lower_bound():
     g = np.repeat(np.arange(20), 10)
     a = np.ones(200, bool)
@@ -213,10 +250,16 @@ def test_activation_analyses_on_a_tiny_model(tmp_path, capsys):
         assert {"layer", "k", "units", "replace", "bars_right", "sd", "tunes", "seeds"} <= set(a)
         assert a["layer"] in (1, 2, 3) and len(a["unit_ids"]) == a["k"]
     assert 0 <= b["baseline_bars_right"] <= 1 and "recovery" in b and "none" in b["recovery"]
+    cf = f["structure"]["cycle_units_fourier"]
+    assert set(cf) <= {"1", "2", "3"}
+    for c in cf.values():
+        assert len(c["top"]) == 5 and all(0 <= u["power"] <= 1 for u in c["top"]) and c["units"] == 16
+        assert set(c["above_controls"]) <= set(range(16)) and 0 <= c["shuffled_bars_99"] <= 1
     assert "repeated_bars" in f["structure"] and "model_p_tonic_at_cadence" in f["cadences"]
     assert f["enharmonics"]["behaviour"]["tunes"] >= 3
     assert set(f["answers"]) == {"q1", "q2", "q3", "q4"}
     html = (tmp_path / "r" / "report.html").read_text()
+    assert "8-bar cycles" in html
     # numbers in sentences come from the findings
     assert f"{100 * b['baseline_bars_right']:.1f}%" in html
 

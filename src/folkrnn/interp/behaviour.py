@@ -621,6 +621,28 @@ def _gap_test(data, lp: np.ndarray, ctrl: np.ndarray, flag: np.ndarray, rng: np.
             "p": p, "draws": draws}
 
 
+def _cycle_sentence(fourier: dict) -> str:
+    """One sentence from `structure.cycle_units_fourier` (per layer: `probes.cycle_power`)."""
+    if not fourier:
+        return "No tune in the corpus sample has 16 bars, so no unit could be tested for 8-bar cycles."
+    parts = []
+    for l, c in fourier.items():
+        t = c["top"][0]
+        parts.append(f"layer {l}: {len(c['above_controls'])} of {c['units']} units beat both controls (about "
+                     f"{0.01 * c['units']:.1f} would by chance; "
+                     f"top unit {t['unit']} with {t['power']:.3f} of its power at that period against 99th percentiles of "
+                     f"{c['shuffled_bars_99']:.3f} with the bars shuffled and {c['random_network_99']:.3f} on a random "
+                     f"network)")
+    c0 = next(iter(fourier.values()))
+    head = (f"Units tracking 8-bar cycles (share of a unit's bar-averaged power at one cycle per 8 bars, over "
+            f"{c0['tunes']} tunes of 16 bars or more; a flat spectrum gives about {c0['flat_share']:.3f}): ")
+    beats = any(len(c["above_controls"]) > 0.01 * c["units"]
+                and c["top"][0]["power"] > max(c["random_network_max"], c["shuffled_bars_max"]) for c in fourier.values())
+    tail = ("." if beats else ". No layer has both more such units than chance gives and a top unit above every control "
+            "value: no unit tracks 8-bar cycles beyond the controls.")
+    return head + "; ".join(parts) + tail
+
+
 @register("structure", "Q2: repeats and form", "structure", section="questions", order=20)
 def structure(ctx: Context, bar) -> Result:
     sz = activity.sizes(ctx)
@@ -628,7 +650,7 @@ def structure(ctx: Context, bar) -> Result:
     if data is None:
         return Result(skipped=NO_CORPUS)
     pending = 0 if "bar_ablation" in ctx.extra else _count_conditions(ctx, sz.ablation_ks) * sz.ablation_tunes * len(sz.ablation_seeds)
-    bar.total = 3 + 4 * len(_layers(ctx)) + pending
+    bar.total = 3 + 5 * len(_layers(ctx)) + pending
     lp = _target_logp(data)
     ctrl = _bigram_logp(data, ctx.model.config.vocab_size)
     bar_flag, part_flag = _repeat_flags(data)
@@ -643,6 +665,17 @@ def structure(ctx: Context, bar) -> Result:
     ranks = {l: probes.rank_units(data.states[f"h{l}"], bis, data.token, _rng(ctx, 520 + l)) for l in _layers(ctx)}
     cycle_units = {str(l): [{"unit": u, "eta_resid": float(r.eta_resid[u]), "eta": float(r.eta[u])} for u in r.top(5)]
                    for l, r in ranks.items()}
+    # units whose bar-averaged activity cycles every 8 bars (the phrase), against a random
+    # network's units and the same units with each tune's bars shuffled
+    bar_of_row = np.array([lb.bar for lb in data.labels], np.int64)
+    rand = _random_states(ctx, data)
+    fourier = {}
+    for l in _layers(ctx):
+        c = probes.cycle_power(data.states[f"h{l}"], rand[f"h{l}"], data.offsets, bar_of_row, _rng(ctx, 530 + l),
+                               bars_per_cycle=8)
+        if c is not None:
+            fourier[str(l)] = c
+        bar.update(1)
     abl = bar_ablation(ctx, data, bar)
     # the AABB rate under the bar-unit ablations
     kmax = max(k for k in sz.ablation_ks if k < ctx.model.config.hidden_size)
@@ -674,6 +707,7 @@ def structure(ctx: Context, bar) -> Result:
         sent.append(f"Layer {l}: {int((r.eta_resid > r.chance_resid_99).sum())} units carry the bar's place in its section "
                     f"(1-8) beyond the current token above the shuffled 99th percentile ({r.chance_resid_99:.3f}); top unit "
                     f"{u} ({r.eta_resid[u]:.3f}).")
+    sent.append(_cycle_sentence(fourier))
     top_rows = [a for a in aabb if a["k"] == kmax and a["replace"] == "zero"]
     sent.append(f"AABB rate unablated: {_pct(base_aabb['mean'])} ± {_pct(base_aabb['sd'])}; with the top {kmax} position "
                 f"units of each layer zeroed: "
@@ -691,6 +725,7 @@ def structure(ctx: Context, bar) -> Result:
                        "Repeated bars show as off-diagonal stripes."))
     bar.update(1)
     findings = {"repeated_bars": bars_t, "repeated_parts": parts_t, "probes": pset, "cycle_units": cycle_units,
+                "cycle_units_fourier": fourier,
                 "aabb_ablation": aabb, "baseline_AABB": base_aabb["mean"], "baseline_AABB_sd": base_aabb["sd"],
                 "gramian_tune": g_tune}
     reads = {n: _reads(p) for n, p in pset.items()}

@@ -14,7 +14,9 @@ split is by tune, never by token), and judged against:
 A *unit ranking* scores each unit of a layer by how much of its variance a label
 explains (eta squared), raw and after the current token's effect is removed (each
 token's mean activation subtracted), and by the share of its power at the bar period
-(the Fourier bin of one cycle per bar, over each tune). The chance level of eta squared
+(the Fourier bin of one cycle per bar, over each tune); `cycle_power` does the same at a
+period of several bars (8: the phrase) on bar-averaged activations, against a random
+network and shuffled bar order. The chance level of eta squared
 comes from the same units with the labels permuted.
 
 >>> import numpy as np
@@ -61,24 +63,114 @@ def residualise(values: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return v - (sums / np.maximum(n, 1)[:, None])[t]
 
 
-def bar_period_power(values: np.ndarray, offsets: Sequence[int], bars: Sequence[int], min_bars: int = 4) -> np.ndarray:
+def bar_period_power(values: np.ndarray, offsets: Sequence[int], bars: Sequence[int], min_bars: int = 4,
+                     bars_per_cycle: int = 1) -> np.ndarray:
     """Mean over tunes of each unit's share of (non-constant) spectral power in the Fourier
-    bin of one cycle per bar (tune k: rows offsets[k]:offsets[k+1], `bars[k]` bars).
-    A flat spectrum gives about 1 / (rows / 2) per bin."""
+    bin of one cycle per `bars_per_cycle` bars (tune k: rows offsets[k]:offsets[k+1],
+    `bars[k]` bars, so the bin of round(bars[k] / bars_per_cycle) cycles over the tune).
+    Tunes with fewer than `min_bars` bars, fewer than 4 rows a cycle, or the bin at or
+    above Nyquist are left out. A flat spectrum gives about 1 / (rows / 2) per bin.
+
+    With `bars_per_cycle=1` the rows are tokens (the bar period); for longer periods pass
+    the bar-level series of `bar_means`, which holds whole cycles only, so the bin is
+    exact and the uneven token counts of bars do not smear it.
+
+    >>> t = np.arange(32)
+    >>> v = np.stack([np.cos(2 * np.pi * t / 8), np.cos(2 * np.pi * t / 4)], 1)
+    >>> [round(float(x), 2) for x in bar_period_power(v, [0, 32], [32], min_bars=16, bars_per_cycle=8)]
+    [1.0, 0.0]
+    """
     v = np.asarray(values, np.float64)
     acc = np.zeros(v.shape[1])
     used = 0
     for k in range(len(offsets) - 1):
         a, b = offsets[k], offsets[k + 1]
         nb = bars[k]
-        if nb < min_bars or b - a < 4 * nb or nb >= (b - a) // 2:
+        cyc = int(round(nb / bars_per_cycle))
+        if nb < min_bars or cyc < 1 or b - a < 4 * cyc or cyc >= (b - a) // 2:
             continue
         x = v[a:b] - v[a:b].mean(0)
         p = np.abs(np.fft.rfft(x, axis=0)) ** 2
         tot = p[1:].sum(0)
-        acc += np.where(tot > 0, p[nb] / np.where(tot > 0, tot, 1), 0.0)
+        acc += np.where(tot > 0, p[cyc] / np.where(tot > 0, tot, 1), 0.0)
         used += 1
     return acc / max(used, 1)
+
+
+def bar_means(values: np.ndarray, offsets: Sequence[int], bar_of_row: np.ndarray,
+              bars_per_cycle: int = 1) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Token rows (N, H) -> one row per bar (M, H): each unit's mean over the rows of the bar
+    (`bar_of_row` (N,): the bar index within its tune, < 0 = outside any bar, left out).
+    Per tune only the first whole cycles are kept (a multiple of `bars_per_cycle` bars);
+    a bar without rows takes the tune's mean. Returns the series, its offsets
+    (tunes + 1,) and the bars kept per tune.
+
+    >>> s, o, n = bar_means(np.arange(6.0)[:, None], [0, 6], np.array([-1, 0, 0, 1, 2, 2]), 2)
+    >>> s[:, 0].tolist(), o.tolist(), n
+    ([1.5, 3.0], [0, 2], [2])
+    """
+    v = np.asarray(values, np.float64)
+    bi_all = np.asarray(bar_of_row)
+    rows, offs, kept = [], [0], []
+    for k in range(len(offsets) - 1):
+        a, b = offsets[k], offsets[k + 1]
+        bi = bi_all[a:b]
+        nb = int(bi.max()) + 1 if b > a and bi.max() >= 0 else 0
+        nb -= nb % bars_per_cycle
+        sel = (bi >= 0) & (bi < nb)
+        if nb == 0 or not sel.any():
+            offs.append(offs[-1])
+            kept.append(0)
+            continue
+        n = np.bincount(bi[sel], minlength=nb)
+        sums = np.zeros((nb, v.shape[1]))
+        np.add.at(sums, bi[sel], v[a:b][sel])
+        m = sums / np.maximum(n, 1)[:, None]
+        m[n == 0] = v[a:b][sel].mean(0)
+        rows.append(m)
+        offs.append(offs[-1] + nb)
+        kept.append(nb)
+    series = np.concatenate(rows) if rows else np.zeros((0, v.shape[1]))
+    return series, np.array(offs), kept
+
+
+def cycle_power(values: np.ndarray, control: np.ndarray, offsets: Sequence[int], bar_of_row: np.ndarray,
+                rng: np.random.Generator, bars_per_cycle: int = 8, shuffles: int = 20, top: int = 5) -> dict | None:
+    """Units whose bar-averaged activation cycles every `bars_per_cycle` bars.
+
+    values (N, H): a layer's states; control (N, H): the same layer of a freshly
+    initialised network on the same rows. Each unit's score is its share of power at the
+    cycle's bin (`bar_period_power` over `bar_means`, tunes with at least 2 whole cycles). Two
+    controls: the random network's units, and the same units with each tune's bars put
+    in a random order (`shuffles` draws pooled), each summarised by its 99th percentile
+    over units (and its maximum). A unit *tracks the cycle* when it beats both 99th
+    percentiles (`above_controls`, best first); by chance about 1% of the units would, so
+    a layer is judged by that count against 1% and by its top unit against both maxima.
+    Returns None when no tune has 2 cycles."""
+    series, offs, nb = bar_means(values, offsets, bar_of_row, bars_per_cycle)
+    used = sum(n >= 2 * bars_per_cycle for n in nb)
+    if used == 0:
+        return None
+
+    def power(x: np.ndarray) -> np.ndarray:
+        return bar_period_power(x, offs, nb, min_bars=2 * bars_per_cycle, bars_per_cycle=bars_per_cycle)
+
+    pw = power(series)
+    rand_series, _, _ = bar_means(control, offsets, bar_of_row, bars_per_cycle)
+    rand = power(rand_series)
+    shuf = []
+    for _ in range(shuffles):
+        order = np.concatenate([offs[k] + rng.permutation(offs[k + 1] - offs[k]) for k in range(len(nb))])
+        shuf.append(power(series[order.astype(np.int64)]))
+    r99 = float(np.quantile(rand, 0.99))
+    s99 = float(np.quantile(np.concatenate(shuf), 0.99))
+    cut = max(r99, s99)
+    above = [int(i) for i in np.argsort(-pw, kind="stable") if pw[i] > cut]
+    return {"bars_per_cycle": bars_per_cycle, "tunes": int(used), "units": int(len(pw)),
+            "top": [{"unit": int(u), "power": float(pw[u])} for u in np.argsort(-pw, kind="stable")[:top]],
+            "random_network_99": r99, "shuffled_bars_99": s99, "above_controls": above,
+            "random_network_max": float(rand.max()), "shuffled_bars_max": float(np.max(shuf)),
+            "flat_share": float(np.mean([2 / n for n in nb if n >= 2 * bars_per_cycle]))}
 
 
 @dataclass(frozen=True)
