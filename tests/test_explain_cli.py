@@ -142,5 +142,6 @@ def test_random_lasagne_pickle_report_finds_no_structure(random_pickle, tmp_path
     for q in ("q1", "q2", "q3"):
         assert "finds no structure" in a[q], a[q]
     assert "no sign that it treats the spellings as equivalent" in a["q4"]
+    assert "no unit tracks 8-bar cycles beyond the controls" in html
     for row in f["bars"]["probe_detail"]["position in bar"]["layers"]:
         assert abs(row["shuffled"] - f["bars"]["probe_detail"]["position in bar"]["chance"]) < 0.1

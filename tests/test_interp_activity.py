@@ -96,6 +96,12 @@ def test_cycle_power_finds_a_planted_8_bar_unit_and_not_a_random_one():
     assert len(c["above_controls"]) <= 3 and 0 not in c["above_controls"]
     assert c["top"][1]["power"] < max(c["random_network_max"], c["shuffled_bars_max"])
     assert c["shuffled_bars_99"] < 0.3 and c["random_network_99"] < 0.3
+    from folkrnn.interp.behaviour import _cycle_beats, _cycle_sentence
+
+    assert _cycle_beats(c) and "no unit tracks" not in _cycle_sentence({"1": c})
+    noise = np.random.default_rng(11).normal(size=x.shape)  # a network of noise units against the noise control
+    none = probes.cycle_power(noise, control, offsets, bar_of_row, np.random.default_rng(1), bars_per_cycle=8)
+    assert not _cycle_beats(none) and "no unit tracks 8-bar cycles beyond the controls" in _cycle_sentence({"1": none})
     # shuffling the bars destroys the cycle: the planted unit alone scores like noise
     only = x[:, [3]]
     s, o, n = probes.bar_means(only, offsets, bar_of_row, 8)

@@ -621,6 +621,13 @@ def _gap_test(data, lp: np.ndarray, ctrl: np.ndarray, flag: np.ndarray, rng: np.
             "p": p, "draws": draws}
 
 
+def _cycle_beats(c: dict) -> bool:
+    """A layer has 8-bar-cycle units: more units above both controls' 99th percentiles than
+    the 1% chance gives, and its top unit above every value of both controls."""
+    return len(c["above_controls"]) > 0.01 * c["units"] and c["top"][0]["power"] > max(c["random_network_max"],
+                                                                                        c["shuffled_bars_max"])
+
+
 def _cycle_sentence(fourier: dict) -> str:
     """One sentence from `structure.cycle_units_fourier` (per layer: `probes.cycle_power`)."""
     if not fourier:
@@ -636,8 +643,7 @@ def _cycle_sentence(fourier: dict) -> str:
     c0 = next(iter(fourier.values()))
     head = (f"Units tracking 8-bar cycles (share of a unit's bar-averaged power at one cycle per 8 bars, over "
             f"{c0['tunes']} tunes of 16 bars or more; a flat spectrum gives about {c0['flat_share']:.3f}): ")
-    beats = any(len(c["above_controls"]) > 0.01 * c["units"]
-                and c["top"][0]["power"] > max(c["random_network_max"], c["shuffled_bars_max"]) for c in fourier.values())
+    beats = any(_cycle_beats(c) for c in fourier.values())
     tail = ("." if beats else ". No layer has both more such units than chance gives and a top unit above every control "
             "value: no unit tracks 8-bar cycles beyond the controls.")
     return head + "; ".join(parts) + tail
@@ -729,7 +735,8 @@ def structure(ctx: Context, bar) -> Result:
                 "aabb_ablation": aabb, "baseline_AABB": base_aabb["mean"], "baseline_AABB_sd": base_aabb["sd"],
                 "gramian_tune": g_tune}
     reads = {n: _reads(p) for n, p in pset.items()}
-    if found or any(reads.values()):
+    cycling = [(l, c) for l, c in fourier.items() if _cycle_beats(c)]
+    if found or any(reads.values()) or cycling:
         bits = []
         for what, t in found:
             bits.append(f"tokens in {what.split(' (')[0]} get probability {t['model_repeated_p']:.2f} against "
@@ -740,11 +747,16 @@ def structure(ctx: Context, bar) -> Result:
                 bst = max(rs, key=lambda r: r["accuracy"])
                 bits.append(f"{n} is read from layer {bst['layer']} {bst['state']} with {_pct(bst['accuracy'])} accuracy "
                             f"(token baseline {_pct(pset[n]['baseline'])}, random network {_pct(bst['random_network'])})")
+        for l, c in cycling:
+            bits.append(f"{len(c['above_controls'])} units of layer {l} follow an 8-bar cycle (top unit {c['top'][0]['unit']}: "
+                        f"{c['top'][0]['power']:.3f} of its bar-averaged power at that period, above every value of a random "
+                        f"network's units and of shuffled bar order)")
         answer = "Repetition and form: " + "; ".join(bits) + f". It writes AABB in {_pct(base_aabb['mean'])} of sampled tunes."
     else:
         answer = ("The report finds no structure for repetition: tokens of repeated material are no better predicted than "
-                  "token statistics predict them, and no layer state tells the section or the bar within it better than "
-                  "the current and previous token and a random network do.")
+                  "token statistics predict them, no layer state tells the section or the bar within it better than "
+                  "the current and previous token and a random network do, and no unit follows an 8-bar cycle beyond a "
+                  "random network and shuffled bar order.")
     return Result(findings=findings, sentences=sent, figures=figs, tables=[_probe_table("Form probes", pset)],
                   answers={"q2": answer})
 
