@@ -622,10 +622,9 @@ def _gap_test(data, lp: np.ndarray, ctrl: np.ndarray, flag: np.ndarray, rng: np.
 
 
 def _cycle_beats(c: dict) -> bool:
-    """A layer has 8-bar-cycle units: more units above both controls' 99th percentiles than
-    the 1% chance gives, and its top unit above every value of both controls."""
-    return len(c["above_controls"]) > 0.01 * c["units"] and c["top"][0]["power"] > max(c["random_network_max"],
-                                                                                        c["shuffled_bars_max"])
+    """A layer has 8-bar-cycle units: more than twice the 1% chance count of units above both
+    controls' 99th percentiles, and its top unit above every value of both controls."""
+    return len(c["above_controls"]) > 0.02 * c["units"] and bool(c["above_control_max"])
 
 
 def _cycle_sentence(fourier: dict) -> str:
@@ -644,8 +643,10 @@ def _cycle_sentence(fourier: dict) -> str:
     head = (f"Units tracking 8-bar cycles (share of a unit's bar-averaged power at one cycle per 8 bars, over "
             f"{c0['tunes']} tunes of 16 bars or more; a flat spectrum gives about {c0['flat_share']:.3f}): ")
     beats = any(_cycle_beats(c) for c in fourier.values())
-    tail = ("." if beats else ". No layer has both more such units than chance gives and a top unit above every control "
-            "value: no unit tracks 8-bar cycles beyond the controls.")
+    lone = [f"layer {l} unit {u}" for l, c in fourier.items() for u in c["above_control_max"]]
+    tail = ("." if beats else ". No layer has both more than twice the chance count of such units and a top unit above "
+            "every control value: no unit tracks 8-bar cycles beyond the controls"
+            + (f" (single units above every control value, worth a listen: {', '.join(lone)})." if lone else "."))
     return head + "; ".join(parts) + tail
 
 

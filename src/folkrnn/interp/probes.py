@@ -145,7 +145,8 @@ def cycle_power(values: np.ndarray, control: np.ndarray, offsets: Sequence[int],
     in a random order (`shuffles` draws pooled), each summarised by its 99th percentile
     over units (and its maximum). A unit *tracks the cycle* when it beats both 99th
     percentiles (`above_controls`, best first); by chance about 1% of the units would, so
-    a layer is judged by that count against 1% and by its top unit against both maxima.
+    a layer is judged by that count against 1% and by its top unit against both maxima
+    (`above_control_max`: the units above every control value).
     Returns None when no tune has 2 cycles."""
     series, offs, nb = bar_means(values, offsets, bar_of_row, bars_per_cycle)
     used = sum(n >= 2 * bars_per_cycle for n in nb)
@@ -165,11 +166,14 @@ def cycle_power(values: np.ndarray, control: np.ndarray, offsets: Sequence[int],
     r99 = float(np.quantile(rand, 0.99))
     s99 = float(np.quantile(np.concatenate(shuf), 0.99))
     cut = max(r99, s99)
-    above = [int(i) for i in np.argsort(-pw, kind="stable") if pw[i] > cut]
+    order_pw = np.argsort(-pw, kind="stable")
+    above = [int(i) for i in order_pw if pw[i] > cut]
+    top_cut = max(float(rand.max()), float(np.max(shuf)))
     return {"bars_per_cycle": bars_per_cycle, "tunes": int(used), "units": int(len(pw)),
             "top": [{"unit": int(u), "power": float(pw[u])} for u in np.argsort(-pw, kind="stable")[:top]],
             "random_network_99": r99, "shuffled_bars_99": s99, "above_controls": above,
             "random_network_max": float(rand.max()), "shuffled_bars_max": float(np.max(shuf)),
+            "above_control_max": [int(i) for i in order_pw if pw[i] > top_cut],
             "flat_share": float(np.mean([2 / n for n in nb if n >= 2 * bars_per_cycle]))}
 
 
