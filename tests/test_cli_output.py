@@ -60,14 +60,23 @@ def _interrupt_generate(model: Path, out: Path, sig=signal.SIGINT) -> subprocess
     cmd = [sys.executable, "-m", "folkrnn", "generate", "-m", str(model), "-n", "1000000", "-s", "1", "-f", "tokens",
            "-o", str(out), "--batch-size", "8", "--max-length", "40", "--no-progress", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    deadline = time.time() + 180
+    while True:
         tmps = list(out.parent.glob(f".{out.name}.*.tmp"))
         if tmps and tmps[0].stat().st_size > 3000:
             break
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"generate wrote no 3000 bytes in 180 s (exit {proc.returncode}): {err[-2000:]}")
         time.sleep(0.05)
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"generate did not stop within 120 s of signal {sig!r}; stderr: {err[-2000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
