@@ -59,7 +59,10 @@ def _interrupt_generate(model: Path, out: Path, sig=signal.SIGINT) -> subprocess
     """Start a very long `generate -o out`, wait for some tunes, send `sig`."""
     cmd = [sys.executable, "-m", "folkrnn", "generate", "-m", str(model), "-n", "1000000", "-s", "1", "-f", "tokens",
            "-o", str(out), "--batch-size", "8", "--max-length", "40", "--no-progress", "--threads", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that starts a command in the background (`.ci/run &`, nohup) hands it SIGINT
+    # ignored, and Python then keeps it ignored: give the child the default, as a terminal does.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
     while True:
         tmps = list(out.parent.glob(f".{out.name}.*.tmp"))
