@@ -187,6 +187,19 @@ def _strip(tokens) -> list[str]:
     return toks
 
 
+def _event_multiplier(tup_left: int, tq: int, tp: int, pend: tuple[int, int] | None) -> tuple[int, int, int]:
+    """(tuplet notes left after this event, numerator, denominator) of the next event's
+    length: the tuplet's q/p while notes of it remain, times a pending broken-rhythm factor.
+
+    >>> _event_multiplier(2, 2, 3, None), _event_multiplier(0, 2, 3, (1, 2))
+    ((1, 2, 3), (0, 1, 2))
+    """
+    n, d = (tq, tp) if tup_left else (1, 1)
+    if pend is not None:
+        n, d = n * pend[0], d * pend[1]
+    return max(0, tup_left - 1), n, d
+
+
 def scan(tokens) -> Scan:
     """Read a tune (`M:.. K:.. body`; `<s>`/`</s>` around it are dropped) into events and bars.
 
@@ -286,15 +299,8 @@ def scan(tokens) -> Scan:
                 ev_at.append(bar_total)
                 ev_pitch.append(midi)
                 base = TICKS
-                if tup_left:
-                    tup_left -= 1
-                    mul_n, mul_d = tq, tp
-                else:
-                    mul_n = mul_d = 1
-                if pend is not None:
-                    mul_n *= pend[0]
-                    mul_d *= pend[1]
-                    pend = None
+                tup_left, mul_n, mul_d = _event_multiplier(tup_left, tq, tp, pend)
+                pend = None
                 prev = _P_NOTE
                 ev_here = len(ev_pitch) - 1
         elif code == _CHORD_START:
@@ -310,15 +316,8 @@ def scan(tokens) -> Scan:
                 chord_open_ev = False
                 chord_start = i
                 chord_undo = (tup_left, pend)  # given back if the chord holds no note
-                if tup_left:
-                    tup_left -= 1
-                    cn, cd = tq, tp
-                else:
-                    cn = cd = 1
-                if pend is not None:
-                    cn *= pend[0]
-                    cd *= pend[1]
-                    pend = None
+                tup_left, cn, cd = _event_multiplier(tup_left, tq, tp, pend)
+                pend = None
                 chord_mul = (cn, cd)
                 prev = _P_OTHER
         elif code == _DUR:
