@@ -368,3 +368,35 @@ def test_patience_with_min_delta(data, tmp_path):
     assert read_metadata(tmp_path / "run" / "best.safetensors")["training"]["best_valid"] == 2.498
     with pytest.raises(FolkRNNError, match="min delta"):
         TrainConfig(min_delta=-1)
+
+
+def test_keep_epochs_and_average(data, tmp_path):
+    """--keep-epochs 2 keeps exactly the last two epochs' models; `folkrnn average` writes their
+    element-wise mean, listing its inputs; mismatched inputs are one-line refusals."""
+    run = tmp_path / "run"
+    r = run_cli("train", str(data), "-o", str(run), *TINY, "--epochs", "3", "--keep-epochs", "2")
+    assert r.returncode == 0, r.stderr
+    kept = sorted(p.name for p in run.glob("epoch-*.safetensors"))
+    assert kept == ["epoch-002.safetensors", "epoch-003.safetensors"]
+    a, b = (load_checkpoint(run / k).model.state_dict() for k in kept)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the epochs differ, so the mean is not trivially either
+    out = tmp_path / "avg.safetensors"
+    r = run_cli("average", str(run), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    avg = load_checkpoint(out)
+    for k, v in avg.model.state_dict().items():
+        torch.testing.assert_close(v, (a[k] + b[k]) / 2)
+    meta = read_metadata(out)
+    assert [x["epoch"] for x in meta["averaged_from"]] == [2, 3]
+    assert meta["training"]["epoch"] == 3
+    # refusals: one input, a different network, the output among the inputs, a run without kept epochs
+    r = run_cli("average", str(run / kept[0]), "-o", str(out))
+    assert r.returncode == 2 and "at least two" in r.stderr
+    other = tmp_path / "other"
+    assert run_cli("train", str(data), "-o", str(other), *TINY, "--hidden", "8", "--epochs", "1").returncode == 0
+    r = run_cli("average", str(run / kept[0]), str(other / "last.safetensors"), "-o", str(out))
+    assert r.returncode == 2 and "different network" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("average", str(run / kept[0]), str(run / kept[1]), "-o", str(run / kept[1]))
+    assert r.returncode == 2 and "is one of the inputs" in r.stderr
+    r = run_cli("average", str(other), "-o", str(out))
+    assert r.returncode == 2 and "--keep-epochs" in r.stderr

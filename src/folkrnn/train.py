@@ -85,6 +85,7 @@ class TrainConfig:
     patience: int = 0  # stop after this many validations without improvement (0 = never)
     min_delta: float = 0.0  # for patience, a validation improves only when it beats the last improvement by more than this (nats/token)
     max_iterations: int = 0  # stop after this many iterations in total (0 = no limit)
+    keep_epochs: int = 0  # keep the models of the last N epochs as epoch-NNN.safetensors (for `folkrnn average`); 0 = none
     vocabulary: str = "auto"  # "auto": v2 if the data fits it, else built from the data; "v2"; "data"
     device: str = "auto"
     init: str = ""  # start from this model's weights (fine-tuning; fresh optimizer); "" = fresh Glorot/orthogonal init
@@ -108,7 +109,8 @@ class TrainConfig:
             (self.checkpoint_minutes > 0, "checkpoint interval must be > 0 minutes"),
             (self.min_delta >= 0, "min delta must be >= 0"),
             (self.vocabulary in ("auto", "v2", "data"), "vocabulary must be auto, v2 or data"),
-            (min(self.eval_every, self.checkpoint_every, self.patience, self.max_iterations, self.decay_after) >= 0,
+            (min(self.eval_every, self.checkpoint_every, self.patience, self.max_iterations, self.decay_after,
+                 self.keep_epochs) >= 0,
              "interval, patience and limit options must be >= 0"),
         ]
         for ok, msg in checks:
@@ -180,6 +182,42 @@ def read_state_meta(run_dir: str | Path) -> dict:
 def saved_config(run_dir: str | Path) -> TrainConfig:
     """The options a run in `run_dir` was started (or last resumed) with."""
     return TrainConfig.from_dict(read_state_meta(run_dir)["train_config"])
+
+
+def epoch_snapshots(run_dir: str | Path) -> list[Path]:
+    """The epoch-NNN.safetensors models a run kept (`--keep-epochs`), oldest first."""
+    found = [p for p in Path(run_dir).glob("epoch-*.safetensors") if p.stem.split("-")[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem.split("-")[1]))
+
+
+def average_checkpoints(paths: Sequence[str | Path]):
+    """The element-wise mean of several checkpoints' weights (same network, same vocabulary).
+
+    Returns a Checkpoint whose metadata is the last one's, with `averaged_from` listing
+    every input (file, epoch, tensor checksum). Averaging the last epochs of one run
+    (Polyak averaging) smooths the noise of the final updates."""
+    from folkrnn.checkpoint import Checkpoint
+    from folkrnn.load import load_model
+
+    if len(paths) < 2:
+        raise FolkRNNError("averaging needs at least two checkpoints")
+    ckpts = [load_model(p) for p in paths]
+    first = ckpts[0]
+    for p, c in zip(paths, ckpts):
+        if c.model.config != first.model.config:
+            raise FolkRNNError(f"{p}: a different network ({c.model.config.to_dict()}) from {paths[0]}")
+        if list(c.vocab.tokens) != list(first.vocab.tokens):
+            raise FolkRNNError(f"{p}: a different vocabulary from {paths[0]}")
+    states = [c.model.state_dict() for c in ckpts]
+    mean = {k: (sum(s[k].double() for s in states) / len(states)).float() for k in states[0]}
+    model = ckpts[-1].model
+    model.load_state_dict(mean)
+    meta = {k: v for k, v in ckpts[-1].metadata.items() if k not in ("file", "tensors_sha256")}
+    meta["averaged_from"] = [
+        {"file": Path(p).name, "epoch": c.metadata.get("training", {}).get("epoch"), "tensors_sha256": c.metadata.get("tensors_sha256")}
+        for p, c in zip(paths, ckpts)
+    ]
+    return Checkpoint(model=model, vocab=ckpts[-1].vocab, metadata=meta)
 
 
 def fast_bf16(device: str) -> bool:
@@ -460,6 +498,15 @@ class Trainer:
         atomic_write(self.run_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(meta)}))
         save_checkpoint(self.run_dir / "last.safetensors", self.model, self.vocab, self._model_metadata())
 
+    def _keep_epoch(self) -> None:
+        """With keep_epochs N: this epoch's model as epoch-NNN.safetensors; only the last N are kept."""
+        if not (self.cfg.keep_epochs and self.dist.main):
+            return
+        save_checkpoint(self.run_dir / f"epoch-{self.epoch:03d}.safetensors", self.model, self.vocab, self._model_metadata())
+        kept = sorted(epoch_snapshots(self.run_dir), key=lambda p: int(p.stem.split("-")[1]))
+        for old in kept[: -self.cfg.keep_epochs]:
+            old.unlink()
+
     def _model_metadata(self) -> dict:
         m = self._metadata()
         return {"training": {k: m[k] for k in ("train_config", "data", "epoch", "iteration", "tokens_seen", "elapsed", "best_valid", "history", "torch", "world_size", "replicas_identical", "init")}}
@@ -630,6 +677,7 @@ class Trainer:
                     stop = self._evaluate_and_log(train_sum, train_tok)
                     train_sum, train_tok = 0.0, 0
                 self.save()
+                self._keep_epoch()
                 last_ckpt = time.monotonic()
         if bar is not None:
             bar.close()

@@ -43,6 +43,8 @@ OPTIONS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--min-delta",), "min_delta", float, "with --patience: a validation counts as an improvement only when it beats "
      "the last one that did by more than this many nats/token"),
     (("--max-iterations",), "max_iterations", int, "stop after N iterations in all (0 = no limit)"),
+    (("--keep-epochs",), "keep_epochs", int, "keep the models of the last N epochs as epoch-NNN.safetensors, to average "
+     "with `folkrnn average` (0 = none)"),
     (("--device",), "device", str, "auto, cpu, cuda"),
 ]
 
@@ -87,6 +89,50 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = PyTorch's default)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+    p = sub.add_parser(
+        "average",
+        help="average several checkpoints' weights (e.g. a run's last epochs, kept with --keep-epochs)",
+        description="Write the element-wise mean of the weights of two or more checkpoints of the same network and "
+        "vocabulary (Polyak averaging of a run's last epochs: `folkrnn train ... --keep-epochs 3`, then "
+        "`folkrnn average RUN/epoch-*.safetensors -o avg.safetensors`). The result keeps the last checkpoint's "
+        "training record and lists its inputs; `folkrnn score` measures it.",
+    )
+    p.add_argument("checkpoints", nargs="+", help="the .safetensors checkpoints (or a run directory: its kept epochs)")
+    p.add_argument("-o", "--out", required=True, help="the .safetensors file to write")
+    p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
+    p.set_defaults(func=run_average)
+
+
+def run_average(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from folkrnn.checkpoint import save_checkpoint
+    from folkrnn.train import average_checkpoints, epoch_snapshots
+
+    paths: list[Path] = []
+    for c in args.checkpoints:
+        c = Path(c)
+        if c.is_dir():
+            kept = epoch_snapshots(c)
+            if not kept:
+                raise FolkRNNError(f"{c}: no epoch-NNN.safetensors models in this run (train with --keep-epochs N)")
+            paths.extend(kept)
+        elif not c.is_file():
+            raise FolkRNNError(f"{c}: no such file")
+        else:
+            paths.append(c)
+    out = Path(args.out)
+    if out.is_dir():
+        raise FolkRNNError(f"{out}: is a directory (give a .safetensors file name)")
+    if any(out.resolve() == p.resolve() for p in paths):
+        raise FolkRNNError(f"{out}: is one of the inputs; write the average to a new file")
+    ckpt = average_checkpoints(paths)
+    save_checkpoint(out, ckpt.model, ckpt.vocab, ckpt.metadata, dtype=torch.float16 if args.fp16 else torch.float32)
+    print(f"averaged {len(paths)} checkpoints -> {out}: " + ", ".join(p.name for p in paths), file=sys.stderr)
+    return 0
 
 
 def config_from_args(args):
