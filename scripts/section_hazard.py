@@ -11,7 +11,8 @@ sections as `folkrnn evaluate` reads them). For each k it prints:
 - generated: the share of the model's own tunes' bar lines after bar k that are `:|`.
 
 If the model counts, its teacher-forced hazard peaks at k = 8 like the corpus's; a model
-that only knows "sections end after a while" spreads it over k = 5-12.
+that only knows "sections end after a while" spreads it over k = 5-12. Then the edits of
+`count_or_cadence` tell counting from listening for the cadence.
 """
 
 from __future__ import annotations
@@ -84,9 +85,12 @@ def count_or_cadence(model, vocab, tunes, drop_at: int = 4) -> dict:
     """Counting or listening for the cadence? In each real tune whose first section has 8 full
     bars closed by `:|`, move the cadence bar: drop bar `drop_at` (the cadence comes 7th) or
     play it twice (the cadence comes 9th). P(:|) at each bar line says which the model follows:
-    a counter ends the section after 8 bars whatever they hold; a listener after the cadence."""
+    a counter ends the section after 8 bars whatever they hold; a listener after the cadence.
+    Swapping the cadence bar with bar 5 keeps the count and moves only the content."""
     res = {"tunes": 0, "original": {"bar 7": [], "bar 8 (cadence)": []},
-           "drop": {"bar 7 (cadence)": []}, "duplicate": {"bar 8": [], "bar 9 (cadence)": []}}
+           "drop": {"bar 7 (cadence)": []}, "duplicate": {"bar 8": [], "bar 9 (cadence)": []},
+           "swap 5 and 8": {"bar 5 (cadence)": [], "bar 8 (old bar 5)": []},
+           "swap 2 and 6 (control)": {"bar 8 (cadence)": []}}
     for toks in tunes:
         bars = bar_numbers(toks)
         first = [(i, k, t) for i, k, t in bars if k >= 1]
@@ -106,6 +110,21 @@ def count_or_cadence(model, vocab, tunes, drop_at: int = 4) -> dict:
         dup = toks[:b] + toks[a:b] + toks[b:]
         res["duplicate"]["bar 8"].append(_p_end(model, vocab, dup, line[7] + (b - a)))
         res["duplicate"]["bar 9 (cadence)"].append(_p_end(model, vocab, dup, line[8] + (b - a)))
+        # the cadence bar (without its :|) and bar 5 change places: bar lines stay where they were in count
+        b5 = toks[line[4] + 1 : line[5]]
+        b8 = toks[line[7] + 1 : line[8]]
+        swapped = toks[: line[4] + 1] + b8 + toks[line[5] : line[7] + 1] + b5 + toks[line[8]:]
+        at5 = line[4] + 1 + len(b8)
+        at8 = at5 + (line[7] + 1 - line[5]) + len(b5)
+        assert swapped[at5] == "|" and swapped[at8] == ":|"
+        res["swap 5 and 8"]["bar 5 (cadence)"].append(_p_end(model, vocab, swapped, at5))
+        res["swap 5 and 8"]["bar 8 (old bar 5)"].append(_p_end(model, vocab, swapped, at8))
+        # control: an edit of the same kind that leaves the cadence where it was
+        b2, b6 = toks[line[1] + 1 : line[2]], toks[line[5] + 1 : line[6]]
+        ctrl = toks[: line[1] + 1] + b6 + toks[line[2] : line[5] + 1] + b2 + toks[line[6]:]
+        shift = len(ctrl) - len(toks)
+        assert ctrl[line[8] + shift] == ":|" and shift == 0
+        res["swap 2 and 6 (control)"]["bar 8 (cadence)"].append(_p_end(model, vocab, ctrl, line[8]))
     return {"tunes": res["tunes"], **{cond: {where: sum(v) / len(v) if v else None for where, v in d.items()}
                                       for cond, d in res.items() if cond != "tunes"}}
 
@@ -132,8 +151,8 @@ def main() -> int:
     print(f"{'bar lines (corpus)':<40} " + " ".join(f"{rows['corpus'][k][1]:5d}" for k in ks))
     cc = count_or_cadence(ck.model, ck.vocab, real)
     print(f"counting or cadence ({cc['tunes']} real tunes whose first section is 8 full bars closed by :|), mean P(:| | a bar line):")
-    for cond in ("original", "drop", "duplicate"):
-        print(f"  {cond:<10} " + "  ".join(f"{w}: {v:.3f}" for w, v in cc[cond].items()))
+    for cond in ("original", "drop", "duplicate", "swap 5 and 8", "swap 2 and 6 (control)"):
+        print(f"  {cond:<22} " + "  ".join(f"{w}: {v:.3f}" for w, v in cc[cond].items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "real": args.real, "hazard": table, "count_or_cadence": cc,
