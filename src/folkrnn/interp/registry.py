@@ -127,6 +127,7 @@ def registered() -> list[Analysis]:
     """Every registered analysis, questions first, in report order."""
     import folkrnn.interp.analyses  # noqa: F401  (registers the built-in analyses)
     import folkrnn.interp.behaviour  # noqa: F401  (and the activation analyses)
+    import folkrnn.interp.sections  # noqa: F401  (and where sections end)
 
     return sorted(ANALYSES.values(), key=lambda a: (a.section != "questions", a.order, a.name))
 

@@ -85,3 +85,35 @@ def permutation_eta(values: np.ndarray, groups: list[str], n: int, rng: np.rando
     null = np.array([eta_squared(values, list(rng.permutation(g))) for _ in range(n)])
     return {"eta_squared": e, "shuffled_95": float(np.quantile(null, 0.95)),
             "p": float((np.sum(null >= e) + 1) / (n + 1)), "shuffles": n}
+
+
+def bootstrap_mean(x: np.ndarray, rng: np.random.Generator, draws: int = 2000, level: float = 0.95) -> dict:
+    """Mean of `x` (n,) with its percentile bootstrap interval (resampling the n values):
+    {mean, lo, hi, n}; nan for an empty `x`.
+
+    >>> r = bootstrap_mean(np.array([1.0, 1.0, 1.0]), np.random.default_rng(0))
+    >>> r["mean"], r["lo"], r["hi"], r["n"]
+    (1.0, 1.0, 1.0, 3)
+    """
+    x = np.asarray(x, np.float64)
+    if len(x) == 0:
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    means = x[rng.integers(0, len(x), size=(draws, len(x)))].mean(1)
+    a = (1 - level) / 2
+    return {"mean": float(x.mean()), "lo": float(np.quantile(means, a)), "hi": float(np.quantile(means, 1 - a)),
+            "n": int(len(x))}
+
+
+def sign_flip(d: np.ndarray, rng: np.random.Generator, n: int) -> float:
+    """Two-sided p-value of mean(d) = 0 for paired differences `d` (n_pairs,): each
+    difference's sign flipped at random `n` times, p = (k + 1) / (n + 1); nan if empty.
+
+    >>> sign_flip(np.full(12, 0.5), np.random.default_rng(0), 999) < 0.01
+    True
+    """
+    d = np.asarray(d, np.float64)
+    if len(d) == 0:
+        return float("nan")
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n, len(d)))
+    null = np.abs((signs * d).mean(1))
+    return float((1 + (null >= abs(d.mean()) - 1e-12).sum()) / (n + 1))
