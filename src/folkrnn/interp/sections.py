@@ -324,6 +324,14 @@ def count_or_cadence(model, vocab, tunes: Sequence[Sequence[str]], rng: np.rando
     for e, lab, p in zip(jobs, labels, probs):
         for r, v in zip(lab, p):
             values[e.condition][r].append(float(v))
+    unchanged = {c: sum(e.same for e in jobs if e.condition == c) for c in CONTROLS}
+    return summarise_edits(values, len(tunes), unchanged, rng, permutations, draws)
+
+
+def summarise_edits(values: dict[str, dict[str, list[float]]], candidates: int, unchanged: dict[str, int],
+                    rng: np.random.Generator, permutations: int = 2000, draws: int = 2000) -> dict:
+    """`count_or_cadence`'s summary of per-tune probabilities `values` {condition:
+    {reading: [one per qualifying tune, in the same tune order]}}."""
     n = len(values["original"]["bar 8 (cadence)"])
     conds = {c: {r: bootstrap_mean(np.array(v), rng, draws) for r, v in rs.items()} for c, rs in values.items()}
     tests = {}
@@ -332,8 +340,7 @@ def count_or_cadence(model, vocab, tunes: Sequence[Sequence[str]], rng: np.rando
         m = bootstrap_mean(d, rng, draws)
         tests[name] = {"difference": m["mean"], "lo": m["lo"], "hi": m["hi"], "p": sign_flip(d, rng, permutations),
                        "n": int(len(d))}
-    unchanged = {c: sum(e.same for e in jobs if e.condition == c) for c in CONTROLS}
-    return {"tunes": n, "candidates": len(tunes), "conditions": conds, "tests": tests, "unchanged": unchanged,
+    return {"tunes": n, "candidates": candidates, "conditions": conds, "tests": tests, "unchanged": dict(unchanged),
             "values": values}
 
 
@@ -345,6 +352,10 @@ P_CUT = 0.01
 
 def _fmt(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _tunes(n: int) -> str:
+    return f"{n} tune" if n == 1 else f"{n} tunes"
 
 
 def _ci(d: dict) -> str:
@@ -375,7 +386,7 @@ def edit_sentences(cc: dict) -> list[str]:
     """Sentences about the edits, built from `count_or_cadence`'s findings only."""
     n, c, t = cc["tunes"], cc["conditions"], cc["tests"]
     if n < MIN_TUNES:
-        return [f"Only {n} of {cc['candidates']} corpus tunes have a first section of exactly 8 full bars closed by "
+        return [f"Only {n} of {cc['candidates']} corpus tunes {'has' if n == 1 else 'have'} a first section of exactly 8 full bars closed by "
                 f":| (at least {MIN_TUNES} are needed): too few tunes to tell whether the model counts bars or "
                 f"listens for the cadence."]
     sw, dup = t["swap: cadence 5th vs bar 8"], t["duplicate: cadence 9th vs bar 8"]
@@ -394,7 +405,7 @@ def edit_sentences(cc: dict) -> list[str]:
     s.append(f"Controls, swaps that leave the cadence in place: bars 3 and 6 swapped give "
              f"{_ci(c[MAIN_CONTROL]['bar 8 (cadence)'])} after bar 8 (against the original "
              f"{_fmt(c['original']['bar 8 (cadence)']['mean'])}: {ctrl['difference']:+.2f}, p = {ctrl['p']:.2g}; the two "
-             f"bars are the same in {un[MAIN_CONTROL]} tunes); bars 2 and 6 swapped "
+             f"bars are the same in {_tunes(un[MAIN_CONTROL])}); bars 2 and 6 swapped "
              f"{_ci(c['swap 2 and 6 (control)']['bar 8 (cadence)'])} ({c26['difference']:+.2f}, p = {c26['p']:.2g}; but "
              f"bars 2 and 6 are the same bar in {un['swap 2 and 6 (control)']} of the {n} tunes, where that swap changes "
              f"nothing). Moving the cadence out of bar 8 lowers P(:|) there by {-sc['difference']:.2f} more than the "
