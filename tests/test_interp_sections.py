@@ -195,7 +195,7 @@ def test_sections_is_registered_between_structure_and_cadences():
     assert order["structure"] < order["sections"] < order["cadences"]
 
 
-def test_sections_analysis_runs_quick_on_a_tiny_model(tiny, tmp_path):
+def test_sections_analysis_runs_quick_on_a_tiny_model(tiny):
     from folkrnn.checkpoint import Checkpoint
 
     ck = Checkpoint(tiny, V2, {})
