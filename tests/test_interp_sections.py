@@ -230,3 +230,15 @@ def test_sections_analysis_on_a_corpus_without_eight_bar_sections(tiny, tmp_path
     assert any("too few tunes to tell whether the model counts bars" in s for s in r.result.sentences)
     assert any("too few bar lines" in s for s in r.result.sentences)  # 7 tunes: no hazard peak either
     json.dumps(_clean(r.result.findings), allow_nan=False)
+
+
+def test_small_or_unmarked_effects_do_not_give_a_verdict():
+    cad = _planted(False)
+    v = {c: {r: list(np.array(x) * 0.05) for r, x in rs.items()} for c, rs in cad["values"].items()}  # all P(:|) tiny
+    tiny_fx = S.summarise_edits(v, 60, {c: 0 for c in S.CONTROLS}, np.random.default_rng(1), permutations=500, draws=100)
+    assert S.verdict(tiny_fx) == "unmarked"  # the unedited section end is not marked by EFFECT
+    assert "does not mark the end of these sections" in S.edit_sentences(tiny_fx)[-1]
+    mixed = {c: dict(rs) for c, rs in cad["values"].items()}
+    mixed["duplicate bar 4"] = _planted(True)["values"]["duplicate bar 4"]  # the duplication says "count"
+    m = S.summarise_edits(mixed, 60, {c: 0 for c in S.CONTROLS}, np.random.default_rng(1), permutations=500, draws=100)
+    assert S.verdict(m) == "mixed" and "neither counting nor listening" in S.edit_sentences(m)[-1]

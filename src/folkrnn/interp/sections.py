@@ -348,6 +348,7 @@ def summarise_edits(values: dict[str, dict[str, list[float]]], candidates: int, 
 MIN_TUNES = 20  # qualifying tunes for a verdict on the edits
 MIN_LINES = 20  # bar lines at a k for it to count as a hazard peak
 P_CUT = 0.01
+EFFECT = 0.1  # a paired difference of P(:|) must also be at least this large to count
 
 
 def _fmt(x) -> str:
@@ -369,26 +370,39 @@ def peak(h: dict, min_lines: int = MIN_LINES) -> int | None:
     return max(ok)[1] if ok else None
 
 
+def _side(t: dict) -> int:
+    """+1 / -1 when a paired test's difference is positive / negative at p < P_CUT and at
+    least EFFECT in size, else 0."""
+    if not (t["p"] < P_CUT and abs(t["difference"]) >= EFFECT):
+        return 0
+    return 1 if t["difference"] > 0 else -1
+
+
 def verdict(cc: dict) -> str:
-    """'cadence', 'count', 'mixed' or 'too few' from `count_or_cadence`'s paired tests:
-    the swap (cadence 5th vs the 8th bar line) and the duplication (cadence 9th vs the
-    8th bar line) must both favour one side at p < P_CUT for 'cadence' or 'count'."""
+    """'cadence', 'count', 'mixed', 'unmarked' or 'too few' from `count_or_cadence`'s
+    paired tests. 'unmarked': in the unedited tunes P(:|) after the cadence bar is not
+    above that after bar 7 (p < P_CUT, by EFFECT), so the edits cannot tell anything.
+    Otherwise the swap (cadence 5th vs the 8th bar line) and the duplication (cadence
+    9th vs the 8th bar line) must both favour one side for 'cadence' or 'count'."""
     if cc["tunes"] < MIN_TUNES:
         return "too few"
-    sides = []
-    for name in ("swap: cadence 5th vs bar 8", "duplicate: cadence 9th vs bar 8"):
-        t = cc["tests"][name]
-        sides.append("none" if not t["p"] < P_CUT else ("cadence" if t["difference"] > 0 else "count"))
-    return sides[0] if sides[0] == sides[1] and sides[0] != "none" else "mixed"
+    if _side(cc["tests"]["original: cadence bar 8 vs bar 7"]) <= 0:
+        return "unmarked"
+    a, b = (_side(cc["tests"][n]) for n in ("swap: cadence 5th vs bar 8", "duplicate: cadence 9th vs bar 8"))
+    if a == b == 1:
+        return "cadence"
+    if a == b == -1:
+        return "count"
+    return "mixed"
 
 
 def edit_sentences(cc: dict) -> list[str]:
     """Sentences about the edits, built from `count_or_cadence`'s findings only."""
     n, c, t = cc["tunes"], cc["conditions"], cc["tests"]
     if n < MIN_TUNES:
-        return [f"Only {n} of {cc['candidates']} corpus tunes {'has' if n == 1 else 'have'} a first section of exactly 8 full bars closed by "
-                f":| (at least {MIN_TUNES} are needed): too few tunes to tell whether the model counts bars or "
-                f"listens for the cadence."]
+        return [f"Only {n} of {cc['candidates']} corpus tunes {'has' if n == 1 else 'have'} a first section of "
+                f"exactly 8 full bars closed by :| (at least {MIN_TUNES} are needed): too few tunes to tell whether "
+                f"the model counts bars or listens for the cadence."]
     sw, dup = t["swap: cadence 5th vs bar 8"], t["duplicate: cadence 9th vs bar 8"]
     s = [f"In {n} of {cc['candidates']} corpus tunes the first section is 8 full bars closed by :|. Reading them as "
          f"written, the model gives P(:| | a bar line) {_ci(c['original']['bar 8 (cadence)'])} after the cadence bar "
@@ -417,9 +431,14 @@ def edit_sentences(cc: dict) -> list[str]:
     elif v == "count":
         s.append("The model counts bars: the :| stays after the 8th bar whatever it holds, and does not follow the "
                  "cadence bar when it comes 5th or 9th.")
+    elif v == "unmarked":
+        s.append(f"The model does not mark the end of these sections in the first place (P(:|) after the cadence bar "
+                 f"is not above that after bar 7 by {EFFECT} at p < {P_CUT}), so the edits cannot tell counting from "
+                 f"listening.")
     else:
-        s.append(f"The two tests disagree or are not significant at p < {P_CUT}: neither counting nor listening for the "
-                 f"cadence explains where the model ends a section on its own.")
+        s.append(f"The swap and the duplication do not both move P(:|) the same way (by {EFFECT} or more, p < "
+                 f"{P_CUT}): neither counting nor listening for the cadence alone explains where the model ends a "
+                 f"section.")
     weak = abs(ctrl["difference"]) >= 0.5 * abs(sc["difference"] + ctrl["difference"]) and ctrl["p"] < P_CUT
     if weak:
         s.append("Caution: the control swap alone moves P(:|) after bar 8 by at least half as much as moving the "
@@ -573,7 +592,8 @@ def _answer(tables: dict, lengths: dict, cc: dict, v: str) -> str:
     c = cc["conditions"]["swap 5 and 8"]
     what = {"cadence": "it ends a section where the melody cadences, not by counting bars",
             "count": "it counts bars to end a section, whatever the 8th bar holds",
-            "mixed": "neither counting bars nor following the cadence alone explains where it ends a section"}[v]
+            "mixed": "neither counting bars nor following the cadence alone explains where it ends a section",
+            "unmarked": "it does not mark the end of real 8-bar sections, so whether it counts or listens is open"}[v]
     s = (f"{head} {what}: with the cadence bar swapped into bar 5 of {cc['tunes']} tunes, P(:|) is "
          f"{_fmt(c['bar 5 (cadence)']['mean'])} after bar 5 and {_fmt(c['bar 8 (old bar 5)']['mean'])} after bar 8 "
          f"(p = {sw['p']:.2g}).")
