@@ -400,3 +400,33 @@ def test_keep_epochs_and_average(data, tmp_path):
     assert r.returncode == 2 and "is one of the inputs" in r.stderr
     r = run_cli("average", str(other), "-o", str(out))
     assert r.returncode == 2 and "--keep-epochs" in r.stderr
+
+
+def test_shipping_a_fine_tuned_run_records_its_lineage(data, tmp_path):
+    """scripts/ship_model.py follows `init` back: the shipped checkpoint carries every earlier
+    stage's data, recipe and history; `folkrnn info` lists the stages; token counts add up."""
+    from folkrnn.interp.counts import counts_from_metadata
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert run_cli("train", str(data), "-o", str(base), *TINY, "--epochs", "2").returncode == 0
+    r = run_cli("train", str(data), "-o", str(tuned), "--init", str(base / "best.safetensors"), "--epochs", "1",
+                "--batch-size", "4", "--no-progress", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    out, png, log_csv = tmp_path / "shipped.safetensors", tmp_path / "curve.png", tmp_path / "curve.csv"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
+    r = subprocess.run([sys.executable, str(script), str(tuned), "-o", str(out), "--curve", str(png), "--log", str(log_csv)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    meta = read_metadata(out)
+    stages = meta["training"]["lineage"]
+    assert len(stages) == 1 and stages[0]["epoch"] == 2 and len(stages[0]["history"]) == 2
+    assert stages[0]["data"]["sha256"] == meta["training"]["data"]["sha256"]
+    assert png.stat().st_size > 1000
+    rows = log_csv.read_text().strip().splitlines()
+    assert len(rows) == 1 + 2 + 1 and rows[-1].startswith("2,")  # header, two base epochs, one fine-tuning epoch
+    info = run_cli("info", "-m", str(out))
+    assert info.returncode == 0 and "stage 1" in info.stdout and "stage 2" in info.stdout, info.stdout
+    ck = load_checkpoint(out)
+    once = counts_from_metadata({"training": {"data": meta["training"]["data"]}}, ck.vocab)
+    both = counts_from_metadata(meta, ck.vocab)
+    assert both["|"] == 2 * once["|"] > 0  # the same tunes in both stages: counted twice

@@ -161,6 +161,23 @@ def _training_lines(meta: dict) -> list[str]:
     if tr.get("init"):
         init = tr["init"]
         out += _field("fine-tuned", f"from {init.get('model')} (sha256 {str(init.get('sha256', ''))[:16]})")
+    stages = tr.get("lineage")
+    if isinstance(stages, list) and stages:
+        for k, st in enumerate(stages, start=1):
+            if not isinstance(st, dict):
+                continue
+            if st.get("missing"):
+                out += _field(f"stage {k}", f"{st.get('model')} (not found when this model was shipped)")
+                continue
+            d = st.get("data") or {}
+            tc = st.get("train_config") or {}
+            how = (", from a fresh initialisation" if k == 1 else ", from stage " + str(k - 1)) + (
+                f"; then known as {st['model']}" if st.get("model") else "")
+            out += _field(f"stage {k}", f"{d.get('path', '?')} ({d.get('train_tunes', 0):,} training tunes, "
+                          f"{d.get('train_tokens', 0):,} tokens): {_short(st.get('epoch'))} epochs, {tc.get('lr_schedule', '?')} "
+                          f"rate from {_value(tc.get('learning_rate'))}, best validation NLL {_short(st.get('best_valid'))}, "
+                          f"{(st.get('elapsed') or 0) / 3600:.1f} h{how}")
+        out += _field(f"stage {len(stages) + 1}", "this run (below)")
     best = tr.get("best_valid")
     hours = (tr.get("elapsed") or 0) / 3600
     out += _field("result", f"best validation NLL {_short(best)} nats/token; stopped at epoch {_short(tr.get('epoch'))} "

@@ -91,12 +91,27 @@ def counts_from_metadata(meta: Mapping, vocab: Vocabulary) -> TokenCounts | None
     (or `training.token_counts`), a token -> count map or a list in vocabulary order.
 
     The trainer counts the tokens the model predicts (`</s>` included, `<s>` never); the
-    `<s>` every training tune starts with is added from `training.data.train_tunes`."""
+    `<s>` every training tune starts with is added from `training.data.train_tunes`. A
+    model trained in stages (`training.lineage`, written when a fine-tuned run is shipped)
+    saw every stage's data: their counts are added up."""
     training = meta.get("training") if isinstance(meta.get("training"), Mapping) else {}
     data = training.get("data") if isinstance(training.get("data"), Mapping) else {}
     raw = data.get("token_counts", training.get("token_counts"))
     if raw is None:
         return None
+    stages = training.get("lineage")
+    if isinstance(stages, list) and stages:
+        total = counts_from_metadata({"training": {k: v for k, v in training.items() if k != "lineage"}}, vocab)
+        summed = dict(total.counts)
+        tunes = total.tunes or 0
+        for st in stages:
+            if not isinstance(st, Mapping) or not isinstance(st.get("data"), Mapping) or "token_counts" not in st["data"]:
+                continue
+            c = counts_from_metadata({"training": {"data": st["data"]}}, vocab)
+            for t, k in c.counts.items():
+                summed[t] += k
+            tunes += c.tunes or 0
+        return TokenCounts(summed, "checkpoint", tunes or None, data.get("sha256"), total.out_of_vocabulary, True)
     if isinstance(raw, Mapping):
         items = dict(raw)
     elif isinstance(raw, (list, tuple)) and len(raw) == len(vocab):
