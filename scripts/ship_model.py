@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from folkrnn.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from folkrnn.files import sha256_file
 from folkrnn.load import resolve_model_path
 
 DEST = Path(__file__).resolve().parents[1] / "src" / "folkrnn" / "data" / "folkrnn_v2_default.safetensors"
@@ -34,15 +35,24 @@ def _stage(training: dict, model: str, sha: str | None) -> dict:
     return {"model": model, "tensors_sha256": sha, "data": data, **{k: training.get(k) for k in STAGE_KEYS}}
 
 
-def lineage(meta: dict, root: Path) -> list[dict]:
-    """The training stages before this run, oldest first (each a compact training record)."""
+def lineage(meta: dict, root: Path, resolve: dict[str, Path] | None = None) -> list[dict]:
+    """The training stages before this run, oldest first (each a compact training record).
+
+    A stage's `init` is followed only to a file with the SHA-256 it recorded (`resolve` maps
+    a name such as `default` to where those weights are now); otherwise the chain stops
+    with a stage marked missing."""
     stages: list[dict] = []
     seen: set[str] = set()
     tr = meta.get("training") or {}
     while isinstance(tr.get("init"), dict):
         init = tr["init"]
         spec = init.get("file") or init.get("model")
-        path = Path(spec) if Path(spec).is_file() else (root / spec if (root / spec).is_file() else None)
+        path = (resolve or {}).get(str(init.get("model"))) or (resolve or {}).get(str(spec))
+        if path is None:
+            path = Path(spec) if Path(spec).is_file() else (root / spec if (root / spec).is_file() else None)
+        if path is not None and init.get("sha256") and sha256_file(path) != init["sha256"]:
+            stages.insert(0, {"model": init.get("model"), "sha256": init.get("sha256"), "missing": True})
+            break
         if path is None:
             try:
                 path = resolve_model_path(spec)
@@ -110,12 +120,29 @@ def draw(rows: list[dict], png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
+def licences(report: dict) -> dict:
+    """Each source's licence as the report recorded it, else read now from music21 (older reports)."""
+    from folkrnn import corpus
+
+    out = {}
+    for s in report.get("per_source", []):
+        name = s.get("source")
+        if s.get("licence"):
+            out[name] = s["licence"]
+        elif s.get("kind") == "music21" and isinstance(name, str):
+            src = corpus.resolve_source(name if name.startswith(corpus._MUSIC21_PREFIX) else corpus._MUSIC21_PREFIX + name)
+            out[name] = {**corpus.source_licence(src), "recorded": "read from the installed music21 when this model was shipped"}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--corpus-report", type=Path, action="append", default=[],
                     help="the `folkrnn corpus --report` JSON of each corpus the model learned from")
     ap.add_argument("-o", "--out", type=Path, default=DEST)
+    ap.add_argument("--resolve", action="append", default=[], metavar="NAME=FILE",
+                    help="where an earlier stage's model is now (e.g. default=old_default.safetensors, once a new default shipped)")
     ap.add_argument("--curve", type=Path, help="write the validation curve over all stages (PNG)")
     ap.add_argument("--log", type=Path, help="write that curve's numbers (CSV)")
     args = ap.parse_args()
@@ -125,14 +152,21 @@ def main() -> int:
     corpora = []
     for rep in args.corpus_report:
         report = json.loads(rep.read_text())
-        corpora.append({"report": rep.name, **{k: report[k] for k in ("sources", "totals", "provenance", "licences") if k in report}})
+        corpora.append({"report": rep.name, **{k: report[k] for k in ("sources", "totals", "provenance") if k in report},
+                        "licences": licences(report)})
     if corpora:
         meta["corpus"] = corpora[0] if len(corpora) == 1 else {"sources": [s for c in corpora for s in c.get("sources", [])],
                                                                 "totals": {"kept": sum(c.get("totals", {}).get("kept", 0) for c in corpora),
                                                                            "read": sum(c.get("totals", {}).get("read", 0) for c in corpora)},
                                                                 "reports": corpora}
     training = dict(meta.get("training") or {})
-    stages = lineage(meta, Path.cwd())
+    resolve = {}
+    for r in args.resolve:
+        name, _, file = r.partition("=")
+        if not file or not Path(file).is_file():
+            ap.error(f"--resolve {r}: give NAME=FILE with an existing file")
+        resolve[name] = Path(file)
+    stages = lineage(meta, Path.cwd(), resolve)
     if stages:
         training["lineage"] = stages
         meta["training"] = training

@@ -430,3 +430,10 @@ def test_shipping_a_fine_tuned_run_records_its_lineage(data, tmp_path):
     once = counts_from_metadata({"training": {"data": meta["training"]["data"]}}, ck.vocab)
     both = counts_from_metadata(meta, ck.vocab)
     assert both["|"] == 2 * once["|"] > 0  # the same tunes in both stages: counted twice
+    # the file the run started from now holds other weights: the chain stops there, marked
+    import shutil
+    shutil.copy(tuned / "last.safetensors", base / "best.safetensors")
+    r = subprocess.run([sys.executable, str(script), str(tuned), "-o", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert read_metadata(out)["training"]["lineage"][0]["missing"] is True
+    assert "were not found" in run_cli("info", "-m", str(out)).stdout

@@ -167,7 +167,8 @@ def _training_lines(meta: dict) -> list[str]:
             if not isinstance(st, dict):
                 continue
             if st.get("missing"):
-                out += _field(f"stage {k}", f"{st.get('model')} (not found when this model was shipped)")
+                out += _field(f"stage {k}", f"{st.get('model')} (sha256 {str(st.get('sha256', ''))[:16]}: those weights were "
+                              "not found when this model was shipped, so its record ends here)")
                 continue
             d = st.get("data") or {}
             tc = st.get("train_config") or {}
