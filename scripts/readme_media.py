@@ -10,6 +10,7 @@ the meter 6/8, written in D.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -38,10 +39,13 @@ def main() -> int:
         (t / "tune.abc").write_text(tune, "utf-8")
         subprocess.run(["abcm2ps", "-q", "-g", "-O", str(t / "tune"), str(t / "tune.abc")], check=True)
         svg = next(t.glob("tune*.svg")).read_text("utf-8")
+        # the window as tall as the engraving (abcm2ps writes the page height on the <svg>)
+        m = re.search(r'<svg[^>]*?height="([0-9.]+)(px)?"', svg)
+        height = int(float(m.group(1))) + 12 if m else 390
         (t / "page.html").write_text(f"<html><body style='margin:0;background:white'>{svg}</body></html>", "utf-8")
         png = ROOT / "docs" / "img" / "example_tune.png"
         subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--screenshot={png}", "--window-size=816,390", f"file://{t / 'page.html'}"],
+                        f"--screenshot={png}", f"--window-size=816,{height}", f"file://{t / 'page.html'}"],
                        check=True, capture_output=True)
         folkrnn("generate", "-n", str(TUNE), *OPTIONS, "-f", "midi", "-o", str(t / "mid"))
         shutil.copy(t / "mid" / f"tune_{TUNE:05d}.mid", ROOT / "docs" / "example_tune.mid")
