@@ -437,3 +437,28 @@ def test_shipping_a_fine_tuned_run_records_its_lineage(data, tmp_path):
     assert r.returncode == 0, r.stderr
     assert read_metadata(out)["training"]["lineage"][0]["missing"] is True
     assert "were not found" in run_cli("info", "-m", str(out)).stdout
+
+
+def test_pretrain_corpus_keeps_the_held_out_tunes_out(tmp_path):
+    """scripts/pretrain_corpus.py: all of the extra file, then exactly the target's training split;
+    the held-out tunes go to --valid-out and never into the pretraining file."""
+    from folkrnn.datafile import read_tunes, write_tunes
+
+    samples = read_tunes(SAMPLES)
+    target = samples * 5  # 320 tunes: a 64-tune validation batch
+    target = [t[:2] + [f"{'abcdefg'[i % 7]}"] + ["|"] + t[2:] for i, t in enumerate(target)]  # all distinct
+    extra = [t[:2] + ["C", "|"] + t[2:] for t in samples[:10]]
+    write_tunes(tmp_path / "target.txt", target)
+    write_tunes(tmp_path / "extra.txt", extra)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_corpus.py"
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "extra.txt"), str(tmp_path / "target.txt"),
+                        "-o", str(tmp_path / "pre.txt"), "--valid-out", str(tmp_path / "valid.txt"),
+                        "--extra-valid-out", str(tmp_path / "ev.txt")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pre, valid = read_tunes(tmp_path / "pre.txt"), read_tunes(tmp_path / "valid.txt")
+    train_idx, valid_idx = split_train_valid(len(target), TrainConfig())
+    assert pre[: len(extra)] == extra and pre[len(extra):] == [target[i] for i in train_idx]
+    assert valid == [target[i] for i in valid_idx] and len(valid) == 64
+    assert not {tuple(t) for t in valid} & {tuple(t) for t in pre}
+    _, held = split_train_valid(len(pre), TrainConfig())
+    assert read_tunes(tmp_path / "ev.txt") == [pre[i] for i in held if i < len(extra)]
