@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from folkrnn.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from folkrnn.corpus import report_licences
 from folkrnn.files import sha256_file
 from folkrnn.load import resolve_model_path
 
@@ -120,21 +121,6 @@ def draw(rows: list[dict], png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
-def licences(report: dict) -> dict:
-    """Each source's licence as the report recorded it, else read now from music21 (older reports)."""
-    from folkrnn import corpus
-
-    out = {}
-    for s in report.get("per_source", []):
-        name = s.get("source")
-        if s.get("licence"):
-            out[name] = s["licence"]
-        elif s.get("kind") == "music21" and isinstance(name, str):
-            src = corpus.resolve_source(name if name.startswith(corpus._MUSIC21_PREFIX) else corpus._MUSIC21_PREFIX + name)
-            out[name] = {**corpus.source_licence(src), "recorded": "read from the installed music21 when this model was shipped"}
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
@@ -153,7 +139,7 @@ def main() -> int:
     for rep in args.corpus_report:
         report = json.loads(rep.read_text())
         corpora.append({"report": rep.name, **{k: report[k] for k in ("sources", "totals", "provenance") if k in report},
-                        "licences": licences(report)})
+                        "licences": report_licences(report, "when this model was shipped")})
     if corpora:
         meta["corpus"] = corpora[0] if len(corpora) == 1 else {"sources": [s for c in corpora for s in c.get("sources", [])],
                                                                 "totals": {"kept": sum(c.get("totals", {}).get("kept", 0) for c in corpora),

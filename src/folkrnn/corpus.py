@@ -569,25 +569,26 @@ def source_licence(source: Source) -> dict:
                     "report": str(rep),
                     "sha256": sha256_file(rep),
                     "sources": data.get("sources"),
-                    "licences": _built_from_licences(data),
+                    "licences": report_licences(data),
                 }
     return out
 
 
-def _built_from_licences(report: dict) -> dict:
+def report_licences(report: dict, when: str = "when this report was made") -> dict:
     """The licences of the sources a corpus report names: as recorded there, else (for
-    an older report) read now from music21 for the sources that are music21 collections."""
+    an older report, which has none or null) read now from music21 for the sources that
+    are music21 collections, marked as read `when`."""
     out = {}
     for s in report.get("per_source", []):
         name = s.get("source")
-        if "licence" in s:
+        if s.get("licence"):
             out[name] = s["licence"]
         elif s.get("kind") == "music21" and isinstance(name, str):
             try:
                 src = resolve_source(name if name.startswith(_MUSIC21_PREFIX) else _MUSIC21_PREFIX + name)
             except FolkRNNError:
                 continue
-            out[name] = {**source_licence(src), "recorded": "read from the installed music21 when this report was made"}
+            out[name] = {**source_licence(src), "recorded": f"read from the installed music21 {when}"}
     return out
 
 

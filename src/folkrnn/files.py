@@ -46,6 +46,19 @@ def _temp_beside(path: Path) -> tuple[int, str]:
         raise FolkRNNError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
+def make_dir(path: str | Path, what: str = "folder") -> Path:
+    """Create the output folder `path` (and its parents) or raise a one-line error saying
+    why (`what` names it in the message). Returns it as a Path."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FolkRNNError(f"{out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FolkRNNError(f"{out}: cannot create the {what}: {e.strerror or e}") from None
+    return out
+
+
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     """Call `write(tmp_path)`, then give the file its mode (see `new_file_mode`) and
     rename it over `path`. On any failure, Ctrl-C included, the temporary file goes

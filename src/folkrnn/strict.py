@@ -51,6 +51,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from folkrnn import rhythm as R
 from folkrnn import tokens as T
 from folkrnn.errors import FolkRNNError
 from folkrnn.rhythm import TICKS, _scaled, _tuplet
@@ -78,38 +79,23 @@ class _Table:
     groups: tuple  # ((class, value, ids), ...): tokens that act alike (all pitches, say) within a bar
 
 
+# rhythm's reading of a token (its scanner code) -> the guard's class
+_FROM_SCAN = {R._PITCH: _PITCH, R._REST: _REST, R._DUR: _DUR, R._BROKEN: _BROKEN, R._TUPLET: _TUPLET,
+              R._CHORD_START: _CSTART, R._CHORD_END: _CEND, R._BAR: _BAR, R._METER: _METER, R._KEY: _KEY}
+
+
 @lru_cache(maxsize=8)
 def _table(tokens: tuple[str, ...]) -> _Table:
+    """Each token's class and value, from the reading `folkrnn.rhythm` gives it (one reader
+    of token semantics for evaluate, MIDI and the guard)."""
     cls, value, durs = [], [], set()
     for tok in tokens:
-        k = T.kind(tok)
-        v = None
-        if k == "pitch":
-            c = _PITCH
-        elif k == "rest":
-            c = _REST
-        elif k == "duration":
-            c, v = _DUR, _ticks(T.duration(tok))
+        entry = R._entry(tok)
+        c = _EOS if T.kind(tok) == "eos" else _FROM_SCAN.get(entry[0], _OTHER)
+        # durations, tuplet sizes and meter lengths are entry[1]; a broken mark is (ticks|None, this, next)
+        v = entry[1] if c in (_DUR, _TUPLET, _METER) else (tuple(entry[1:4]) if c == _BROKEN else None)
+        if c == _DUR:
             durs.add(v)
-        elif k == "broken":
-            this, nxt = ((3, 2), (1, 2)) if T.broken_direction(tok) == ">" else ((1, 2), (3, 2))
-            c, v = _BROKEN, (_ticks(T.duration(tok)) if tok[:-1] else None, this, nxt)
-        elif k == "tuplet":
-            c, v = _TUPLET, T.tuplet_size(tok)
-        elif k == "chord_start":
-            c = _CSTART
-        elif k == "chord_end":
-            c = _CEND
-        elif k == "bar":
-            c = _BAR
-        elif k == "meter":
-            c, v = _METER, _ticks(T.meter_length(tok))
-        elif k == "key":
-            c = _KEY
-        elif k == "eos":
-            c = _EOS
-        else:
-            c = _OTHER
         cls.append(c)
         value.append(v)
     eos = tokens.index("</s>") if "</s>" in tokens else -1
@@ -119,11 +105,6 @@ def _table(tokens: tuple[str, ...]) -> _Table:
             groups.setdefault((c, v), []).append(i)
     return _Table(tuple(cls), tuple(value), tuple(sorted(durs, reverse=True)), len(tokens), eos,
                   tuple((c, v, tuple(ids)) for (c, v), ids in groups.items()))
-
-
-def _ticks(d: Fraction):
-    v = d * TICKS
-    return int(v) if v.denominator == 1 else v
 
 
 # -- the bar's content: (elapsed, event, tuplet, pend, chord), a hashable tuple ---------------------

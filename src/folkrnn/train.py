@@ -503,7 +503,7 @@ class Trainer:
         if not (self.cfg.keep_epochs and self.dist.main):
             return
         save_checkpoint(self.run_dir / f"epoch-{self.epoch:03d}.safetensors", self.model, self.vocab, self._model_metadata())
-        kept = sorted(epoch_snapshots(self.run_dir), key=lambda p: int(p.stem.split("-")[1]))
+        kept = epoch_snapshots(self.run_dir)  # oldest first
         for old in kept[: -self.cfg.keep_epochs]:
             old.unlink()
 

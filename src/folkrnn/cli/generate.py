@@ -272,13 +272,9 @@ def _write_midi(args, tunes, key: str) -> int:
     write (left by an earlier, larger run) are removed at the end, even after Ctrl-C."""
     from folkrnn.midi import key_shift, render_wav, write_midi
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise FolkRNNError(f"{out}: exists and is not a directory (--format midi writes one file per tune)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FolkRNNError(f"{out}: cannot create: {e.strerror or e}") from None
+    from folkrnn.files import make_dir
+
+    out = make_dir(args.out, "folder for the MIDI files (--format midi writes one file per tune)")
     shift = key_shift(key)
     opts = _midi_options(args)
     written: set[str] = set()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from folkrnn.errors import FolkRNNError
+from folkrnn.files import make_dir
 from folkrnn.evaluate.stats import Distributions, sorted_items
 
 PC_NAMES = ["C", "C#/Db", "D", "Eb", "E", "F", "F#/Gb", "G", "Ab", "A", "Bb", "B"]
@@ -49,11 +49,7 @@ def write_plots(
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FolkRNNError(f"{out_dir}: cannot create plot directory: {e.strerror or e}") from None
+    out = make_dir(out_dir, "plot directory")
     written = []
     for name, (title, xlabel, fname) in FIGURES.items():
         a = ours.get(name)

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from folkrnn.files import atomic_write
+from folkrnn.files import atomic_write, make_dir
 from folkrnn.errors import FolkRNNError
 from folkrnn.interp.registry import QUESTIONS, Context, Ran, merge_findings
 
@@ -153,13 +153,7 @@ def render_html(ctx: Context, ran: list[Ran], findings: dict) -> str:
 
 def write_report(out_dir: str | Path, ctx: Context, ran: list[Ran]) -> tuple[Path, Path]:
     """Write report.html and findings.json into `out_dir` (created); returns their paths."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FolkRNNError(f"{out}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FolkRNNError(f"{out}: cannot create the report directory: {e.strerror or e}") from None
+    out = make_dir(out_dir, "report directory")
     findings = build_findings(ctx, ran)
     text = json.dumps(findings, indent=1, ensure_ascii=False, allow_nan=False)
     page = render_html(ctx, ran, findings)
