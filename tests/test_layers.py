@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"abc", "midi", "datafile", "strict"},
     {"corpus", "evaluate", "ngram", "repair"},
     {"hooks", "model"},
-    {"checkpoint", "legacy"},
+    {"checkpoint", "legacy", "precision"},
     {"load"},
     {"sample", "train", "generated"},
     {"interp"},

@@ -10,6 +10,9 @@ import torch
 
 from folkrnn.checkpoint import load_model, read_metadata
 from folkrnn.datafile import read_tunes
+from folkrnn import precision
+from folkrnn.errors import FolkRNNError
+from folkrnn.precision import bf16_problem
 from folkrnn.train import TrainConfig, make_batch, train
 
 SAMPLES = Path(__file__).resolve().parent / "data" / "folkrnn_v2_generated_samples.txt"
@@ -60,6 +63,10 @@ def test_warmup_keeps_the_first_finetuning_step_small(trained, tmp_path):
     assert after[50] < before + 0.01  # and warm-up removes it
 
 
+BF16_PROBLEM = bf16_problem("cpu")
+
+
+@pytest.mark.skipif(BF16_PROBLEM is not None, reason=f"bf16 does not run here: {BF16_PROBLEM}")
 def test_bf16_trains_like_fp32(trained, tmp_path):
     _, data = trained
     res = {}
@@ -72,6 +79,49 @@ def test_bf16_trains_like_fp32(trained, tmp_path):
     assert meta["training"]["train_config"]["precision"] == "bf16"
     # Master weights stay fp32 whatever the compute precision.
     assert load_model(str(tmp_path / "bf16" / "last.safetensors")).model.out.weight.dtype == torch.float32
+
+
+def test_bf16_probe_agrees_with_a_real_bf16_step():
+    """The probe's verdict is what the trainer's own autocast call does here."""
+    from folkrnn.model import FolkRNN, ModelConfig
+
+    m = FolkRNN(ModelConfig(hidden_size=16, num_layers=1, dropout=0.0))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, _ = m(torch.zeros(1, 3, dtype=torch.long))
+        logits.float().sum().backward()
+        runs = True
+    except RuntimeError:
+        runs = False
+    assert runs == (BF16_PROBLEM is None)
+    assert bf16_problem("cpu") is BF16_PROBLEM  # cached per process
+
+
+def test_bf16_where_it_cannot_run_is_refused_before_anything_is_written(trained, tmp_path, monkeypatch):
+    """Exercised on every machine: the probe is told bf16 fails, as on an AVX2-only CPU."""
+    _, data = trained
+    monkeypatch.setattr(precision, "bf16_problem", lambda device="cpu": "no bf16 LSTM kernel on this CPU")
+    with pytest.raises(FolkRNNError, match="--precision bf16: no bf16 LSTM kernel on this CPU; use --precision fp32"):
+        train(data, tmp_path / "b", TrainConfig(**TINY, epochs=1, precision="bf16"), progress=False)
+    assert not (tmp_path / "b").exists()
+    # auto picks fp32 there, and trains, recording what it asked for
+    out = train(data, tmp_path / "a", TrainConfig(**TINY, epochs=1, precision="auto"), progress=False)
+    assert math.isfinite(out["valid_nll"])
+    assert precision.resolve_precision("auto", "cpu") == "fp32" and precision.resolve_precision("fp32", "cpu") == "fp32"
+
+
+@pytest.mark.skipif(BF16_PROBLEM is None, reason="bf16 runs here: nothing to refuse")
+def test_cli_bf16_refused_in_one_line_exit_2(trained, tmp_path):
+    import subprocess
+    import sys
+
+    _, data = trained
+    r = subprocess.run([sys.executable, "-m", "folkrnn", "train", str(data), "-o", str(tmp_path / "r"), "--hidden", "8",
+                        "--layers", "1", "--precision", "bf16", "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--precision bf16" in lines[0] and "fp32" in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_checkpoint_records_training_token_counts(trained):

@@ -46,6 +46,7 @@ from folkrnn.errors import FolkRNNError
 from folkrnn.files import progress as progress_bar
 from folkrnn.files import sha256_file as _sha256
 from folkrnn.model import FolkRNN, ModelConfig, config_from_dict, sequence_nll
+from folkrnn.precision import resolve_precision
 from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -218,21 +219,6 @@ def average_checkpoints(paths: Sequence[str | Path]):
         for p, c in zip(paths, ckpts)
     ]
     return Checkpoint(model=model, vocab=ckpts[-1].vocab, metadata=meta)
-
-
-def fast_bf16(device: str) -> bool:
-    """Whether `device` does bf16 matmuls faster than fp32: a GPU with bf16, or a CPU with AMX."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(amx and amx())
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """`auto` -> bf16 where the hardware does it fast, else fp32; fp32/bf16 as given."""
-    if precision == "auto":
-        return "bf16" if fast_bf16(device) else "fp32"
-    return precision
 
 
 def init_model_size(spec: str) -> tuple[int, int]:

@@ -77,8 +77,9 @@ def register(sub) -> None:
     p.add_argument("--constant-lr", dest="lr_schedule", action="store_const", const="constant", default=argparse.SUPPRESS,
                    help="the same as --lr-schedule constant")
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=argparse.SUPPRESS,
-                   help="fp32 (default); bf16: bf16 autocast with fp32 master weights (about 1.7-2x faster on CPUs with AMX "
-                   "and on GPUs); auto: bf16 where the hardware does it fast")
+                   help="fp32 (default); bf16: bf16 autocast with fp32 master weights (about 1.5-2x faster on CPUs with AMX "
+                   "and on GPUs); where PyTorch cannot run the fused LSTM in bf16 (e.g. AVX2-only CPUs, found by a "
+                   "one-step trial) bf16 is refused with the reason, exit 2; auto: bf16 where it runs and is fast, else fp32")
     p.add_argument("--optimizer", choices=("rmsprop", "rmsprop-torch", "adam"), default=argparse.SUPPRESS,
                    help="rmsprop: Lasagne's formula, as config5 ran (default); rmsprop-torch; adam")
     p.add_argument("--clip-mode", dest="clip_mode", choices=("value", "norm", "lasagne"), default=argparse.SUPPRESS,
