@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -93,6 +94,100 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class AsgiClient:
+    """An app called in this process, on its own event loop (a thread) with its lifespan
+    run: any method, path, Host, Origin, headers and body reach the app as sent, with no
+    HTTP server (and none of its limits) in between. An exception the app lets out is
+    raised here."""
+
+    def __init__(self, app):
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._run(self._lifespan_start(), 30)
+
+    def _run(self, coro, timeout: float):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _lifespan_start(self) -> None:
+        self._life_in: asyncio.Queue = asyncio.Queue()
+        self._life_out: asyncio.Queue = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._life = asyncio.ensure_future(self.app(scope, self._life_in.get, self._life_out.put))
+        await self._life_in.put({"type": "lifespan.startup"})
+        msg = await self._life_out.get()
+        assert msg["type"] == "lifespan.startup.complete", msg
+
+    async def _lifespan_stop(self) -> None:
+        await self._life_in.put({"type": "lifespan.shutdown"})
+        await self._life_out.get()
+        await self._life
+
+    async def _request(self, method: str, path: str, query: bytes, headers: list, body: bytes):
+        from urllib.parse import unquote
+
+        done = asyncio.Event()
+        sent = False
+        out: dict = {"status": None, "headers": [], "body": b""}
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()  # the client stays until the response is complete
+            return {"type": "http.disconnect"}
+
+        async def send(msg):
+            if msg["type"] == "http.response.start":
+                out["status"], out["headers"] = msg["status"], msg.get("headers", [])
+            elif msg["type"] == "http.response.body":
+                out["body"] += msg.get("body", b"")
+                if not msg.get("more_body", False):
+                    done.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                 "scheme": "http", "path": unquote(path), "raw_path": path.encode(), "query_string": query,
+                 "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000),
+                 "server": ("127.0.0.1", 8000), "state": {}}
+        await self.app(scope, receive, send)
+        return out
+
+    def request(self, method: str, path: str, body=None, headers: dict | None = None, query: str = "",
+                timeout: float = 60) -> tuple[int, dict | bytes, dict]:
+        """(status, JSON or raw bytes, headers). `body`: JSON-encoded unless bytes; `headers`
+        replace the defaults (Host 127.0.0.1:8000; a value None leaves the header out)."""
+        if "?" in path:
+            path, query = path.split("?", 1)
+        data = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        hdrs = {"host": "127.0.0.1:8000"}
+        if body is not None:
+            hdrs |= {"content-type": "application/json", "content-length": str(len(data))}
+        for k, v in (headers or {}).items():
+            hdrs[k.lower()] = v
+        raw = [(k.encode(), v.encode("latin-1")) for k, v in hdrs.items() if v is not None]
+        out = self._run(self._request(method, path, query.encode(), raw, data), timeout)
+        resp_headers = {k.decode().lower(): v.decode("latin-1") for k, v in out["headers"]}
+        raw_body = out["body"]
+        if resp_headers.get("content-type", "").startswith("application/json"):
+            return out["status"], json.loads(raw_body), resp_headers
+        return out["status"], raw_body, resp_headers
+
+    def close(self) -> None:
+        try:
+            self._run(self._lifespan_stop(), 30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy

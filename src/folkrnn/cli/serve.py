@@ -20,6 +20,15 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   help="a host name (or address, or *.domain) the studio answers to, as in the Host header; repeat "
+                        "for several (default: on loopback, the loopback names; otherwise also the bound address "
+                        "and this machine's name). Other names are refused, so a web page elsewhere cannot reach "
+                        "the studio through DNS rebinding")
+    p.add_argument("--token", default=None,
+                   help="the token every change (compose, edit, delete, ...) must carry; the page gets it from the "
+                        "printed address (?token=...). Default: a new random one when not on loopback, none on "
+                        "loopback; given on loopback, it is required there too")
     p.add_argument("--max-tunes", type=int, default=10, help="tunes per request (default 10)")
     p.add_argument("--max-tokens", type=int, default=1000, help="tokens per tune (default 1000)")
     p.add_argument("--max-concurrent", type=int, default=16,
@@ -37,6 +46,7 @@ def run(args) -> int:
 
     from folkrnn.errors import FolkRNNError
     from folkrnn.web.archive import default_db_path
+    from folkrnn.web.guard import access, browse_host, host_allowed, is_loopback
 
     try:
         import uvicorn
@@ -50,6 +60,8 @@ def run(args) -> int:
             raise FolkRNNError(f"{name} must be >= {lo}, got {v}")
     if not 0 <= args.port <= 65535:
         raise FolkRNNError(f"--port must be in 0..65535, got {args.port}")
+    loopback = is_loopback(args.host)
+    hosts, token = access(args.host, args.allowed_host, args.token)
     limits = Limits(max_tunes=args.max_tunes, max_tokens=args.max_tokens, max_concurrent=args.max_concurrent,
                     request_timeout_s=args.request_timeout)
     db = args.db or default_db_path()
@@ -64,8 +76,15 @@ def run(args) -> int:
     except OSError as e:
         raise FolkRNNError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
     host, port = sock.getsockname()[:2]
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    shown = browse_host(host, hosts)
+    query = f"?token={token}" if token else ""  # as Jupyter does: the page reads it once
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/{query}"
     print(f"folkrnn studio: {url}  (models: {', '.join(studio.models)}; archive: {db})", file=sys.stderr, flush=True)
+    if not loopback and shown != "127.0.0.1" and host_allowed("127.0.0.1", hosts):
+        print(f"folkrnn studio: on this machine: http://127.0.0.1:{port}/{query}", file=sys.stderr)
+    if not loopback:
+        print(f"folkrnn studio: open to the network: answering to the hosts {', '.join(hosts)} "
+              "(more with --allowed-host); every change needs the token in the address above", file=sys.stderr)
     for what, why in (("staff notation", None if studio.abcjs else "abcjs missing: run `npm ci` in the folkrnn checkout"),
                       ("audio", studio.audio_missing)):
         if why:
@@ -74,9 +93,6 @@ def run(args) -> int:
         import webbrowser
 
         webbrowser.open(url)
-    from folkrnn.web.app import LOOPBACK_NAMES
-
-    hosts = list(LOOPBACK_NAMES) if args.host in LOOPBACK_NAMES else None  # opened with --host: any name
-    config = uvicorn.Config(create_app(studio, hosts), log_level="warning", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(create_app(studio, hosts, token), log_level="warning", timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

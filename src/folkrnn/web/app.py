@@ -21,6 +21,10 @@ waits up to `queue_timeout_s` for a slot, then 503; more than `max_waiting` wait
 runs in a thread pool, never on the event loop; when the client goes away the stream's
 generator is closed and its worker stops at the next token. The server reads only its
 static folder, abcjs's file and the archive.
+
+Who may use it (`guard.Guard`): on loopback, loopback Host names only; opened to the
+network, its allowed hosts only and a token for every state-changing request; on both,
+no state-changing request from a page of another origin. Every error is `{"error": ...}`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -60,6 +65,7 @@ from folkrnn.web.engine import (
     tune_midi,
     tune_wav,
 )
+from folkrnn.web.guard import Guard
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +98,30 @@ class Limits:
     max_export: int = 1000
     max_units: int = 64  # units in a heatmap or an intervention
     max_rank_tunes: int = 20  # archive tunes a ranking may read besides the one shown
+    max_offset: int = 10**9  # archive search: rows skipped
+    max_search_chars: int = 500  # archive search: the text looked for
+
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer: tune ids are 1..MAX_ID
+MAX_NAME_CHARS = 100  # a model, meter, mode or key named in a request
+
+
+def check_id(value: int, where: str = "tune id") -> int:
+    """A tune id from a request: an integer in 1..MAX_ID (FolkRNNError, 400, otherwise)."""
+    if not 1 <= value <= MAX_ID:
+        raise FolkRNNError(f"{where} must be a whole number from 1 to {MAX_ID}, got {value}")
+    return value
+
+
+def brief(message: str, limit: int = 500) -> str:
+    """An error message for a client: whole, or cut short when it quotes a long input."""
+    return message if len(message) <= limit else f"{message[:limit - 40]}... ({len(message)} characters in all)"
+
+
+def check_finite(value: float, where: str) -> float:
+    if not math.isfinite(value):
+        raise FolkRNNError(f"{where} must be a finite number, got {value}")
+    return value
 
 
 @dataclass
@@ -134,15 +164,16 @@ class Slots:
         self.sem.release()
 
 
-# -- request bodies (pydantic: unknown fields are errors) --------------------------------------
+# -- request bodies (pydantic: unknown fields are errors; no coercion, so `true` is no
+# number and "1" no integer; floats finite) ---------------------------------------------------
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ComposeBody(Strict):
-    model: str = "default"
-    meter: str | None = None
-    mode: str | None = None
+    model: str = Field("default", max_length=MAX_NAME_CHARS)
+    meter: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    mode: str | None = Field(None, max_length=MAX_NAME_CHARS)
     key: str = Field("C", max_length=3)
     prime: str = ""
     prime_format: Literal["tokens", "abc"] = "tokens"
@@ -155,11 +186,11 @@ class ComposeBody(Strict):
 
 
 class PrimeBody(Strict):
-    model: str = "default"
+    model: str = Field("default", max_length=MAX_NAME_CHARS)
     prime: str = ""
     prime_format: Literal["tokens", "abc"] = "tokens"
-    meter: str | None = None
-    mode: str | None = None
+    meter: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    mode: str | None = Field(None, max_length=MAX_NAME_CHARS)
 
 
 class TunePatch(Strict):
@@ -173,7 +204,7 @@ class Ids(Strict):
 
 
 class InspectBody(Strict):
-    model: str = "default"
+    model: str = Field("default", max_length=MAX_NAME_CHARS)
     id: int | None = None
     tokens: str | None = None
     abc: str | None = None
@@ -185,7 +216,7 @@ Label = Literal["bar_next", "position", "section", "bar_in_section"]
 
 
 class UnitsBody(Strict):
-    model: str = "default"
+    model: str = Field("default", max_length=MAX_NAME_CHARS)
     id: int | None = None
     tokens: str | None = None
     abc: str | None = None
@@ -271,8 +302,8 @@ class BodyLimit:
                 if b"transfer-encoding" in headers:
                     refusal = JSONResponse({"error": "send a Content-Length (chunked bodies are not accepted)"}, 411)
             elif not n.isdigit() or int(n) > self.limit:
-                refusal = JSONResponse({"error": f"request body of {n.decode(errors='replace')} bytes is over the limit "
-                                                 f"of {self.limit}"}, 413)
+                refusal = JSONResponse({"error": f"request body of {n.decode(errors='replace')[:40]} bytes is over the "
+                                                 f"limit of {self.limit}"}, 413)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
@@ -386,7 +417,7 @@ class Studio:
                            f"the request ran past {self.limits.request_timeout_s:g} s: {e}"})
         except FolkRNNError as e:
             cancel.set()
-            emit("error", {"error": str(e)})
+            emit("error", {"error": brief(str(e))})
         except Exception:  # a bug: log it, tell the client, keep serving
             cancel.set()
             log.exception("generation failed")
@@ -426,16 +457,19 @@ class Studio:
         return d
 
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
+def create_app(studio: Studio, allowed_hosts: list[str] | None = None, token: str | None = None):
     """The FastAPI application serving `studio`. `allowed_hosts`: the Host header
-    values accepted (None: any); a studio on loopback accepts only loopback names, so
-    a web page elsewhere cannot reach it through DNS rebinding."""
+    values accepted (None: any); a studio on loopback accepts only loopback names
+    (`guard.LOOPBACK_NAMES`), so a web page elsewhere cannot reach it through DNS rebinding.
+    `token`: the value every state-changing request must carry in `X-Folkrnn-Token`
+    (None: none needed; `folkrnn serve` sets one off loopback). A state-changing
+    request from a page of another origin is always refused (`guard.Guard`)."""
+    from http import HTTPStatus
+
     from fastapi import FastAPI, HTTPException
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @asynccontextmanager
     async def lifespan(app):
@@ -447,15 +481,11 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
 
     app = FastAPI(title="folkrnn studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     limits = studio.limits
-    if allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     # -- errors and limits --------------------------------------------------------------------
     @app.exception_handler(FolkRNNError)
     async def _user_error(request, exc):
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": brief(str(exc))}, status_code=400)
 
     @app.exception_handler(Busy)
     async def _busy(request, exc):
@@ -467,20 +497,38 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
         for err in exc.errors():
             loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
             msg = err.get("msg", "invalid")
+            if err.get("type") == "finite_number":
+                msg = "must be a finite number (not NaN or infinity)"
+            elif err.get("type", "").endswith("_type") and isinstance(err.get("input"), (bool, int, float, str)):
+                msg += f", got {json.dumps(err['input'])[:40]}"  # `true` for a number: say so
             parts.append(f"{loc}: {msg}" if loc else msg)
-        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
+        return JSONResponse({"error": brief("; ".join(parts) or "invalid request")}, status_code=422)
 
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts, token=token)  # outermost: before the body is read
 
-    def _tune(tune_id: int):
+    def _tune(tune_id: int, where: str = "tune id"):
+        check_id(tune_id, where)
         try:
             return studio.archive.get(tune_id)
         except KeyError:
             raise HTTPException(404, f"no tune {tune_id} in the archive") from None
 
-    @app.exception_handler(HTTPException)
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and the router's (404, 405)
     async def _http(request, exc):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        detail = exc.detail
+        where = f"{request.method} {request.url.path[:200]}"
+        if exc.status_code in (404, 405) and detail == HTTPStatus(exc.status_code).phrase:  # the router's
+            if exc.status_code == 404:
+                detail = f"no such page or API route: {where}"
+            elif exc.status_code == 405:
+                allow = (exc.headers or {}).get("Allow", "")
+                detail = f"method not allowed: {where}" + (f" (it answers {allow})" if allow else "")
+        return JSONResponse({"error": brief(str(detail))}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request, exc):  # logged by the server; the client gets the app's shape
+        return JSONResponse({"error": "internal error (see the server's log)"}, status_code=500)
 
     # -- the page -------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -493,7 +541,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
     async def static(name: str):
         path = static_files.get(name)
         if path is None:
-            raise HTTPException(404, f"no static file {name!r}")
+            raise HTTPException(404, f"no static file {name[:100]!r}")
         return FileResponse(path)
 
     @app.get("/vendor/abcjs.js", include_in_schema=False)
@@ -517,6 +565,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
             "active": studio.active,
             "tokens_generated": studio.tokens_generated,
             "cancelled": studio.cancelled,
+            "token_required": token is not None,  # the page sends it in X-Folkrnn-Token with every change
             "archive": {"path": studio.archive.path, "tunes": await asyncio.to_thread(studio.archive.count)},
         }
 
@@ -576,8 +625,12 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
               starred: bool | None = None, q: str | None = None, limit: int = 50, offset: int = 0):
         if not 1 <= limit <= 500:
             raise FolkRNNError(f"limit must be in 1..500, got {limit}")
-        if offset < 0:
-            raise FolkRNNError(f"offset must be >= 0, got {offset}")
+        if not 0 <= offset <= limits.max_offset:
+            raise FolkRNNError(f"offset must be in 0..{limits.max_offset}, got {offset}")
+        if q is not None and len(q) > limits.max_search_chars:
+            raise FolkRNNError(f"q: the search text has at most {limits.max_search_chars} characters, got {len(q)}")
+        for name, v in (("meter", meter), ("mode", mode), ("model", model)):
+            _short(name, v)
         from folkrnn.sample import parse_meter, parse_mode
 
         query = Query(meter=parse_meter(meter) if meter else None, mode=parse_mode(mode) if mode else None,
@@ -588,10 +641,12 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
 
     @app.get("/api/tunes/{tune_id}")
     def get_tune(tune_id: int, key: str | None = None):
-        return studio.tune_view(_tune(tune_id), key)
+        rec = _tune(tune_id)
+        return studio.tune_view(rec, _check_key(key, rec) if key is not None else None)
 
     @app.patch("/api/tunes/{tune_id}")
     def patch_tune(tune_id: int, body: TunePatch):
+        check_id(tune_id)
         try:
             rec = studio.archive.update(tune_id, title=body.title, starred=body.starred, note=body.note)
         except KeyError:
@@ -600,22 +655,34 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
 
     @app.delete("/api/tunes/{tune_id}")
     def delete_tune(tune_id: int):
+        check_id(tune_id)
         if studio.archive.delete([tune_id]) == 0:
             raise HTTPException(404, f"no tune {tune_id} in the archive")
         return {"deleted": 1}
 
     @app.post("/api/delete")
     def delete_many(body: Ids):
-        return {"deleted": studio.archive.delete(body.ids)}
+        return {"deleted": studio.archive.delete(_ids(body.ids))}
+
+    def _ids(ids: list[int]) -> list[int]:
+        for i in ids:
+            check_id(i, "ids: each tune id")
+        return ids
+
+    def _short(name: str, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_NAME_CHARS:
+            raise FolkRNNError(f"{name}: at most {MAX_NAME_CHARS} characters, got {len(value)}")
+        return value
 
     def _check_key(key: str | None, rec) -> str:
         from folkrnn.abc import parse_key
 
-        key = key or rec.settings.get("key") or "C"
+        key = _short("key", key) or rec.settings.get("key") or "C"
         parse_key(key)
         return key
 
     def _check_tempo(tempo: float) -> float:
+        check_finite(tempo, "tempo")
         if not 20 <= tempo <= 400:
             raise FolkRNNError(f"tempo must be in 20..400 beats per minute, got {tempo:g}")
         return tempo
@@ -663,7 +730,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
     def export(body: Ids):
         if len(body.ids) > limits.max_export:
             raise FolkRNNError(f"export at most {limits.max_export} tunes at once, got {len(body.ids)}")
-        recs = studio.archive.search(Query(ids=tuple(body.ids), limit=len(body.ids)))
+        recs = studio.archive.search(Query(ids=tuple(_ids(body.ids)), limit=len(body.ids)))
         if not recs:
             raise HTTPException(404, "none of those tunes is in the archive")
         texts = []
@@ -679,7 +746,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
         if len(given) != 1:
             raise FolkRNNError("inspect one tune: give exactly one of id, tokens or abc")
         if body.id is not None:
-            toks = _tune(body.id).tokens
+            toks = _tune(body.id, "id").tokens
         elif body.tokens is not None:
             toks = body.tokens.split()
         else:
@@ -753,7 +820,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None):
             raise FolkRNNError("intervene on one tune: give either id (an archive tune) or settings (a Compose form)")
         rec = None
         if body.id is not None:
-            rec = _tune(body.id)
+            rec = _tune(body.id, "id")
             if rec.model not in studio.models:
                 raise FolkRNNError(f"tune {rec.id} was made by model {rec.model!r}, which this server was not started with")
             entry = studio.models[rec.model]

@@ -7,11 +7,32 @@
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 const KEYS = ["C", "G", "D", "A", "E", "B", "F", "Bb", "Eb", "Ab"];
-const state = { info: null, abcjs: false, controller: null, inspected: null };
+const state = { info: null, abcjs: false, controller: null, inspected: null, token: takeToken() };
+
+// A studio open to the network needs its token for every change: `folkrnn serve` prints the
+// address with ?token=...; the page takes it from there once (and out of the address bar),
+// keeps it for this tab and sends it in the X-Folkrnn-Token header.
+function takeToken() {
+  const KEY = "folkrnn-token";
+  const url = new URL(location.href);
+  const given = url.searchParams.get("token");
+  let kept = null;
+  try {
+    if (given) sessionStorage.setItem(KEY, given);
+    kept = sessionStorage.getItem(KEY);
+  } catch (_) { /* storage refused: the token lives as long as the page */ }
+  if (given) {
+    url.searchParams.delete("token");
+    history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  }
+  return given || kept;
+}
 
 // -- helpers ------------------------------------------------------------------------------
 async function api(path, options = {}) {
   const opts = { ...options, headers: { "Content-Type": "application/json", ...(options.headers || {}) } };
+  const method = (opts.method || "GET").toUpperCase();
+  if (state.token && method !== "GET" && method !== "HEAD") opts.headers["X-Folkrnn-Token"] = state.token;
   if (opts.body && typeof opts.body !== "string") opts.body = JSON.stringify(opts.body);
   const res = await fetch(path, opts);
   if (!res.ok) {
@@ -656,6 +677,10 @@ async function start() {
   const info = state.info;
   if (!state.abcjs) notice(info.missing.abcjs || "Staff notation is unavailable: abcjs did not load.");
   if (info.missing.audio) notice(`No audio playback: ${info.missing.audio}. MIDI downloads still work.`);
+  if (info.token_required && !state.token) {
+    notice("This studio is open to the network and needs its token to make or change tunes: open the address "
+      + "`folkrnn serve` printed (it ends in ?token=…).", "error");
+  }
   const ids = info.models.map((m) => m.id);
   const labels = info.models.map((m) => `${m.id} (${m.num_layers}×${m.hidden_size})`);
   fillSelect($("#f-model"), ids, labels);
