@@ -194,3 +194,88 @@ def test_info_is_a_model_card(tmp_path, capsys):
     assert table[0].split()[0] == "1.0" and table[-1].split()[0] == "30.0" and table[-1].endswith("*") is False
     assert next(r for r in table if r.endswith("*")).split()[0] == "20.0"  # the best (epoch 20) is always shown
     assert "data        d.txt: 100 tunes (90 for training, 10 held out)" in out
+
+
+# -- hostile configs and headers: refused before anything is built ----------------------
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.fixture
+def no_build(monkeypatch):
+    """Building the model (or reading the tensors) is the cost a bad header must not reach."""
+    import folkrnn.checkpoint as ck
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was built (or the tensors read) for a bad file")
+
+    monkeypatch.setattr(ck, "FolkRNN", refuse)
+    monkeypatch.setattr(ck, "load_file", refuse)
+
+
+@pytest.mark.parametrize("config, msg", [
+    ({"hidden_size": 6000}, r"hidden_size must be 1\.\.4096, got 6000"),
+    ({"hidden_size": 10**9}, r"hidden_size must be 1\.\.4096"),
+    ({"hidden_size": 1e9}, r"hidden_size must be a whole number, got 1000000000\.0"),
+    ({"hidden_size": 512.5}, r"hidden_size must be a whole number, got 512\.5"),
+    ({"hidden_size": True}, r"hidden_size must be a whole number, got True"),
+    ({"hidden_size": "16"}, r"hidden_size must be a whole number, got '16'"),
+    ({"num_layers": 20000}, r"num_layers must be 1\.\.16, got 20000"),
+    ({"num_layers": 0}, r"num_layers must be 1\.\.16, got 0"),
+    ({"vocab_size": 10**7}, r"vocab_size must be 3\.\.4096"),
+    ({"dropout": "0.5"}, r"dropout must be a number in \[0, 1\), got '0\.5'"),
+    ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
+    ({"hidden_size": 4096, "num_layers": 16}, r"2,0\d\d,\d\d\d,\d\d\d parameters; folkrnn reads at most 100,000,000"),
+    # within every cap, but not what the tensors are: the header's shapes say so first
+    ({"hidden_size": 2500}, r"tensor layers\.0\.weight_ih has shape \(64, 137\), expected \(10000, 137\)"),
+    ({"num_layers": 3}, r"tensor names do not match the model \(missing \['layers\.2\.bias'"),
+])
+def test_bad_configs_are_refused_before_the_model_is_built(tiny, tmp_path, no_build, config, msg):
+    p, m = tiny
+    meta = read_metadata(p)
+    bad = _write(tmp_path / "bad.safetensors", _tensors(m), dict(meta, config=dict(meta["config"], **config)))
+    with pytest.raises(FolkRNNError, match=msg) as e:
+        load_model(bad)
+    assert "\n" not in str(e.value) and str(bad) in str(e.value)
+
+
+def test_config_that_is_not_an_object(tiny, tmp_path, no_build):
+    p, m = tiny
+    bad = _write(tmp_path / "bad.safetensors", _tensors(m), dict(read_metadata(p), config=[16, 2]))
+    with pytest.raises(FolkRNNError, match="model config: expected a JSON object, got list"):
+        load_model(bad)
+
+
+def test_deeply_nested_json_is_refused(tiny, tmp_path, no_build):
+    p, m = tiny
+    t = _tensors(m)
+    meta_text = json.dumps(read_metadata(p))
+    for depth, msg in ((100_000, "nested too deeply"), (200, "nested more than 64 deep")):
+        # in the folkrnn metadata string
+        bad = tmp_path / f"meta{depth}.safetensors"
+        save_file(t, str(bad), metadata={"folkrnn": meta_text[:-1] + f', "x": {_nested(depth)}}}'})
+        with pytest.raises(FolkRNNError, match=msg):
+            load_model(bad)
+        # in the safetensors header itself
+        raw = tmp_path / f"header{depth}.safetensors"
+        header = f'{{"__metadata__": {{"folkrnn": {json.dumps(meta_text)}}}, "x": {_nested(depth)}}}'.encode()
+        raw.write_bytes(len(header).to_bytes(8, "little") + header)
+        with pytest.raises(FolkRNNError, match=msg) as e:
+            load_model(raw)
+        assert "\n" not in str(e.value)
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes((200_000_000).to_bytes(8, "little") + b"{}")
+    with pytest.raises(FolkRNNError, match="not a folkrnn checkpoint"):
+        load_model(huge)
+
+
+def test_cli_info_on_a_bad_config_is_one_line_exit_2(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    p, m = tiny
+    meta = read_metadata(p)
+    bad = _write(tmp_path / "bad.safetensors", _tensors(m), dict(meta, config=dict(meta["config"], hidden_size=512.5)))
+    r = subprocess.run([sys.executable, "-m", "folkrnn", "info", "-m", str(bad)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"folkrnn info: error: {bad}: hidden_size must be a whole number, got 512.5"

@@ -228,23 +228,24 @@ def test_hostile_pickle_is_refused_without_running(tmp_path):
 
 
 def test_unpickler_allow_list_is_exactly_arrays_scalars_dtypes_and_sets():
-    import numpy._core.multiarray as ma
-
     from folkrnn.legacy import _ALLOWED, RestrictedUnpickler
 
     old, new = "numpy.core.multiarray", "numpy._core.multiarray"
     want = {
-        (old, "_reconstruct"): ma._reconstruct, (new, "_reconstruct"): ma._reconstruct,
-        (old, "scalar"): ma.scalar, (new, "scalar"): ma.scalar,
-        ("numpy", "ndarray"): np.ndarray, (old, "ndarray"): np.ndarray, (new, "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype, (old, "dtype"): np.dtype, (new, "dtype"): np.dtype,
-        ("__builtin__", "set"): set, ("builtins", "set"): set,
-        ("__builtin__", "frozenset"): frozenset, ("builtins", "frozenset"): frozenset,
+        (old, "_reconstruct"), (new, "_reconstruct"), (old, "scalar"), (new, "scalar"),
+        ("numpy", "ndarray"), (old, "ndarray"), (new, "ndarray"), ("numpy", "dtype"), (old, "dtype"), (new, "dtype"),
+        ("__builtin__", "set"), ("builtins", "set"), ("__builtin__", "frozenset"), ("builtins", "frozenset"),
     }
-    assert set(_ALLOWED) == set(want) | {("_codecs", "encode")}
+    assert set(_ALLOWED) == want | {("_codecs", "encode")}
     unpickler = RestrictedUnpickler(io.BytesIO(b""))
-    for (module, name), obj in want.items():
-        assert unpickler.find_class(module, name) is obj, (module, name)
+    # each name gets a guarded stand-in that does what numpy's own pickles need of it
+    for spelling in (old, new):
+        a = unpickler.find_class(spelling, "_reconstruct")(unpickler.find_class("numpy", "ndarray"), (0,), b"b")
+        assert type(a) is np.ndarray and a.shape == (0,)
+        assert unpickler.find_class(spelling, "scalar")(np.dtype("f4"), b"\x00\x00\xc0?") == np.float32(1.5)
+        assert unpickler.find_class(spelling, "dtype")("f4", False, True) == np.dtype("f4")
+    assert unpickler.find_class("builtins", "set")([1, 1, 2]) == {1, 2}
+    assert unpickler.find_class("__builtin__", "frozenset")((3,)) == frozenset({3})
     # _codecs.encode is admitted only as the latin-1 bytes maker Python 3 writes at protocol 2.
     enc = unpickler.find_class("_codecs", "encode")
     assert enc("\xff\x00A", "latin1") == b"\xff\x00A" and enc("A", "latin-1") == b"A"
@@ -357,3 +358,113 @@ def test_info_on_a_pickle(v2_pickle, capsys):
     out = capsys.readouterr().out
     assert "imported    lasagne-pickle folkrnn_v2.pkl" in out and "experiment_id folkrnn_v2_test" in out
     assert "training loss: 2 values" in out and "layers.2.weight_hh" in out and "checksum" not in out
+
+
+# -- hostile sizes: refused before numpy allocates, memory bounded by the file --------------
+class _ArrayPickle:
+    """Pickles as numpy writes an array (_reconstruct, then BUILD with `state`), whatever the state says."""
+
+    def __init__(self, state, declared=(0,)):
+        self.state, self.declared = state, declared
+
+    def __reduce__(self):
+        import numpy._core.multiarray as ma
+
+        return (ma._reconstruct, (np.ndarray, self.declared, b"b"), self.state)
+
+
+class _ZeroStride:
+    """numpy.ndarray(shape, dtype, buffer, 0, strides=0): a huge array over a few bytes."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __reduce__(self):
+        return (np.ndarray, (self.shape, "f4", b"\0" * 4, 0, (0,) * len(self.shape)))
+
+
+def _max_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("obj, msg", [
+    (_ArrayPickle((1, (10**6, 10**6), np.dtype("f8"), False, b"\0" * 100)), r"1,000,000,000,000 numbers, more than the 100,000,000"),
+    (_ArrayPickle(None, declared=(10**12,)), r"1,000,000,000,000 numbers"),
+    (_ArrayPickle((1, (4,), np.dtype("f4"), False, b"\0" * 100)), r"its data is 100 bytes, not the 16 they need"),
+    (_ArrayPickle((1, (2,), np.dtype("O"), False, [1, 2])), r"refusing dtype object"),
+    (_ArrayPickle((1, (2,), np.dtype([("a", "f8")]), False, b"\0" * 16)), r"refusing dtype"),
+    (_ZeroStride((10**6, 10**6)), r"refusing numpy\.ndarray\(\.\.\.\) called directly"),
+])
+def test_declared_arrays_are_checked_before_they_are_built(obj, msg):
+    import time
+
+    for protocol in (2, 4):
+        start = time.monotonic()
+        with pytest.raises(FolkRNNError, match=msg) as e:
+            safe_load(pickle.dumps(obj, protocol=protocol), where="hostile")
+        assert time.monotonic() - start < 5
+        assert str(e.value).startswith("hostile: refusing") and "\n" not in str(e.value)
+
+
+def test_data_reused_over_and_over_is_refused():
+    raw = b"\0" * 65536
+    arrays = pickle.dumps([_ArrayPickle((1, (16384,), np.dtype("f4"), False, raw)) for _ in range(300)], protocol=3)
+    assert len(arrays) < 80_000  # one buffer, named 300 times: 20 MB of arrays
+    with pytest.raises(FolkRNNError, match=r"refusing to build more than [\d,]+ bytes of arrays from this file"):
+        safe_load(arrays)
+    # a set built from the same list again and again
+    items = pickle.dumps(list(range(20000)), protocol=2)[2:-1]  # ... BINPUT 0 ...: the list is memo 0
+    sets = b"\x80\x02" + items + b"cbuiltins\nfrozenset\nh\x00\x85R0" * 40 + b"."
+    with pytest.raises(FolkRNNError, match="refusing to build more than"):
+        safe_load(sets)
+
+
+def test_one_array_named_as_many_weights_is_refused(tmp_path):
+    params = lasagne_params(np.random.default_rng(7), 137, 8, L=1)
+    params[4] = params[1]  # W_in_to_forgetgate is W_in_to_ingate: the same shape, one object
+    p = tmp_path / "shared.pkl"
+    p.write_bytes(py2_pickle(folkrnn_dict(params, v2_token2idx())))
+    with pytest.raises(FolkRNNError, match=r"param_values\[4\] is the same array as param_values\[1\]"):
+        load_lasagne_pickle(p)
+
+
+def test_layout_sizes_are_capped_before_conversion(tmp_path):
+    tiny = np.zeros((1, 1), np.float32)
+
+    def layout(V: int, H: int, L: int) -> list[np.ndarray]:
+        # only the embedding and softmax W carry the sizes; the rest is wrong on purpose,
+        # so that only a size check made first names the sizes
+        return [np.eye(V, dtype=np.float32)] + [tiny.copy() for _ in range(14 * L)] + [np.zeros((H, V), np.float32), np.zeros(V, np.float32)]
+
+    cases = {
+        "hidden": (layout(3, 5000, 1), r"hidden_size must be 1\.\.4096, got 5000"),
+        "layers": (layout(3, 4, 17), r"num_layers must be 1\.\.16, got 17"),
+        "total": (layout(137, 4096, 16), r"parameters; folkrnn reads at most 100,000,000"),
+    }
+    for name, (params, msg) in cases.items():
+        p = tmp_path / f"{name}.pkl"
+        tokens = ["<s>", "</s>"] + [f"t{i}" for i in range(params[0].shape[0] - 2)]
+        p.write_bytes(py2_pickle(folkrnn_dict(params, {t.encode(): i for i, t in enumerate(tokens)})))
+        with pytest.raises(FolkRNNError, match=msg) as e:
+            load_lasagne_pickle(p)
+        assert str(e.value).startswith(f"{p}: the arrays describe an unusable model"), name
+
+
+def test_small_hostile_pickle_costs_little_memory(tmp_path):
+    """A few-kB pickle whose weights are zero-stride views: a 2048-unit model on the old
+    reader (hundreds of MB, a cubic-cost matmul), refused here before any is built."""
+    import time
+
+    H, V = 2048, 137
+    params = lasagne_params(np.random.default_rng(8), V, 4, L=1)
+    shapes = [(V, V)] + [(V, H), (H, H), (H,)] * 4 + [(1, H), (1, H), (H, V), (V,)]
+    p = tmp_path / "views.pkl"
+    p.write_bytes(py2_pickle(folkrnn_dict([_ZeroStride(s) for s in shapes], v2_token2idx())))
+    assert p.stat().st_size < 10_000
+    before, start = _max_rss_mb(), time.monotonic()
+    with pytest.raises(FolkRNNError, match="called directly"):
+        load_lasagne_pickle(p)
+    assert _max_rss_mb() - before < 200 and time.monotonic() - start < 10
+    assert len(params) == len(shapes)

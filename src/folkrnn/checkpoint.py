@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -29,6 +30,10 @@ from folkrnn.vocab import Vocabulary
 
 FORMAT = "folkrnn-checkpoint"
 FORMAT_VERSION = 1
+# A v2 checkpoint's header is a few kB; the caps keep a hostile one from costing memory
+# or blowing the stack (deeply nested JSON) before it is found wanting.
+MAX_HEADER_BYTES = 100_000_000
+MAX_JSON_DEPTH = 64
 
 
 @dataclass
@@ -67,29 +72,103 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def header_metadata(path: str | Path) -> dict[str, str]:
-    """The string map in a safetensors header, read without touching the tensors (so a
-    file with a sound header but a truncated body still tells what it is).
+class JSONTooDeep(ValueError):
+    pass
+
+
+def parse_json(text: str | bytes, what: str = "JSON") -> Any:
+    """`json.loads`, nesting capped at MAX_JSON_DEPTH: JSONTooDeep (a ValueError), never RecursionError."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JSONTooDeep(f"{what} is nested too deeply") from None
+    stack = [(value, 1)]
+    while stack:  # a loop, not recursion: the point is not to trust the depth
+        v, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise JSONTooDeep(f"{what} is nested more than {MAX_JSON_DEPTH} deep")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return value
+
+
+def read_header(path: str | Path) -> dict:
+    """A safetensors file's whole JSON header (tensor entries and `__metadata__`), read
+    without touching the tensors (so a file with a sound header but a truncated body
+    still tells what it is).
 
     Raises OSError / ValueError / KeyError / TypeError as the file warrants; callers word the error."""
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
-        if not 2 <= n <= 100_000_000:
+        if not 2 <= n <= MAX_HEADER_BYTES:
             raise ValueError("bad header size")
-        return json.loads(f.read(n)).get("__metadata__") or {}
+        raw = f.read(n)
+    if len(raw) != n:
+        raise ValueError("truncated header")
+    header = parse_json(raw, "header")
+    if not isinstance(header, dict):
+        raise TypeError("header is not a JSON object")
+    return header
+
+
+def header_metadata(path: str | Path) -> dict[str, str]:
+    """The string map in a safetensors header (see `read_header`)."""
+    meta = read_header(path).get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise TypeError("__metadata__ is not a JSON object")
+    return meta
+
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a checkpoint of `config` holds, with its shape (the state dict of
+    `FolkRNN(config)`, worked out without building it)."""
+    V, H = config.vocab_size, config.hidden_size
+    shapes: dict[str, tuple[int, ...]] = {}
+    for l in range(config.num_layers):
+        shapes[f"layers.{l}.weight_ih"] = (4 * H, V if l == 0 else H)
+        shapes[f"layers.{l}.weight_hh"] = (4 * H, H)
+        shapes[f"layers.{l}.bias"] = (4 * H,)
+        shapes[f"layers.{l}.c0"] = (H,)
+        shapes[f"layers.{l}.h0"] = (H,)
+    shapes["out.weight"] = (V, H)
+    shapes["out.bias"] = (V,)
+    return shapes
+
+
+def _header_shapes(header: dict) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, as the header declares them."""
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ValueError(f"tensor {name} has no valid shape in the header")
+        shapes[name] = tuple(shape)
+    return shapes
 
 
 def read_metadata(path: str | Path) -> dict:
     """The JSON metadata of a checkpoint, without loading the weights."""
-    path = Path(path)
+    return _header_and_metadata(Path(path))[1]
+
+
+def _header_and_metadata(path: Path) -> tuple[dict, dict]:
     try:
-        header = header_metadata(path)
-        if "folkrnn" not in header and "state" in header:
+        header = read_header(path)
+        strings = header.get("__metadata__") or {}
+        if not isinstance(strings, dict):
+            raise TypeError("__metadata__ is not a JSON object")
+        if "folkrnn" not in strings and "state" in strings:
             raise FolkRNNError(f"{path}: a training state file (what `folkrnn train --resume` reads), not a model; "
                                f"use best.safetensors or last.safetensors from the same run folder")
-        meta = json.loads(header["folkrnn"])
+        meta = parse_json(strings["folkrnn"], "metadata")
     except FileNotFoundError:
         raise FolkRNNError(f"{path}: no such checkpoint") from None
+    except JSONTooDeep as e:
+        raise FolkRNNError(f"{path}: not a folkrnn checkpoint ({e})") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise FolkRNNError(f"{path}: not a folkrnn checkpoint (unreadable safetensors header or metadata)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -98,12 +177,16 @@ def read_metadata(path: str | Path) -> dict:
         raise FolkRNNError(f"{path}: not a folkrnn checkpoint (format_version is not a number)")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise FolkRNNError(f"{path}: checkpoint format version {meta['format_version']} is newer than this folkrnn reads ({FORMAT_VERSION})")
-    return meta
+    return header, meta
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model from a checkpoint, validating names, shapes and vocabulary."""
-    meta = read_metadata(path)
+    """Rebuild the model from a checkpoint, validating names, shapes and vocabulary.
+
+    The config (types and size caps, see ModelConfig) and the tensor shapes the header
+    declares are checked before the model is built or a tensor read: a file's word for
+    its size costs nothing until it is known to be consistent."""
+    header, meta = _header_and_metadata(Path(path))
     try:
         config = ModelConfig.from_dict(meta["config"])
         vocab = Vocabulary(meta["vocabulary"])
@@ -116,18 +199,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if len(vocab) != config.vocab_size:
         raise FolkRNNError(f"{path}: vocabulary has {len(vocab)} tokens but the config says {config.vocab_size}")
     try:
+        declared = _header_shapes(header)
+    except ValueError as e:
+        raise FolkRNNError(f"{path}: corrupt checkpoint header ({e})") from None
+    _check_names_and_shapes(path, declared, expected_shapes(config))
+    try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise FolkRNNError(f"{path}: corrupt or truncated checkpoint ({_one_line(e)})") from None
-    model = FolkRNN(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        raise FolkRNNError(f"{path}: tensor names do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
     for k, v in tensors.items():
-        if v.shape != expected[k].shape:
-            raise FolkRNNError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
         if v.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise FolkRNNError(f"{path}: tensor {k} has dtype {v.dtype}, expected a float type")
         if not torch.isfinite(v).all():
@@ -135,9 +215,20 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     recorded = meta.get("tensors_sha256")
     if recorded is not None and tensors_sha256(tensors) != recorded:
         raise FolkRNNError(f"{path}: the weights do not match the checksum in the file's header (a damaged file?)")
+    model = FolkRNN(config)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(device).eval()
     return Checkpoint(model, vocab, meta)
+
+
+def _check_names_and_shapes(path, got: dict[str, tuple[int, ...]], want: dict[str, tuple[int, ...]]) -> None:
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    if missing or extra:
+        raise FolkRNNError(f"{path}: tensor names do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, shape in want.items():  # in the model's order: the first wrong tensor named is the first in it
+        if got[k] != shape:
+            raise FolkRNNError(f"{path}: tensor {k} has shape {got[k]}, expected {shape}")
 
 
 def _one_line(e: BaseException) -> str:

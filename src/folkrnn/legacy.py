@@ -15,6 +15,15 @@ pickle can run code while it loads, so `RestrictedUnpickler` admits numpy arrays
 numpy scalars and dtypes and plain containers, and refuses every other global before
 anything is called.
 
+Running no code is not enough: numpy would build whatever array a pickle declares (a
+huge shape over a tiny buffer, a zero-stride view, one buffer reused a thousand times),
+so a 4 KB file could take gigabytes. The unpickler therefore checks each array's shape,
+dtype and data before numpy allocates it: an array is made only from `_reconstruct` and
+its own data, at most MAX_ARRAY_ELEMENTS numbers, data exactly as long as shape x
+itemsize, and everything built from one file (arrays, bytes, sets) stays within a
+budget of about twice the file's size. The layout's sizes are then checked against the
+caps of `ModelConfig` before a single weight is converted.
+
 Sizes are read from the arrays (the Swedish model has its own vocabulary size). When a
 pickle's vocabulary is the v2 vocabulary in another order, rows and columns are
 permuted into the canonical `Vocabulary.v2()` order, which is exact.
@@ -26,6 +35,7 @@ import io
 import logging
 import math
 import pickle
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,62 +53,198 @@ log = logging.getLogger(__name__)
 
 ARRAYS_PER_LAYER = 14
 GATE_NAMES = ("ingate", "forgetgate", "cell", "outgate")  # Lasagne's names, our i, f, g, o
+# No weight of a model folkrnn reads can be larger: ModelConfig caps the whole model at
+# 100 M parameters.
+MAX_ARRAY_ELEMENTS = 100_000_000
+# Numbers and (for metadata) byte and unicode strings; never objects, records or void.
+ARRAY_KINDS = "biufcSU"
 
 
-def _latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise FolkRNNError("refusing _codecs.encode other than (str, 'latin1')")
-    return text.encode("latin1")
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    try:  # numpy >= 2 keeps these in numpy._core; pickles from numpy 1 / Python 2 say numpy.core
-        from numpy._core import multiarray as ma
-    except ImportError:  # pragma: no cover - numpy 1
-        from numpy.core import multiarray as ma  # type: ignore[no-redef]
-    allowed: dict[tuple[str, str], Any] = {}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = ma._reconstruct
-        allowed[(mod, "scalar")] = ma.scalar
+def _allowed_globals() -> dict[tuple[str, str], str]:
+    """(module, name) a pickle may name -> which guarded constructor it gets (see
+    `RestrictedUnpickler.find_class`)."""
+    allowed: dict[tuple[str, str], str] = {}
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy >= 2 / numpy 1 and Python 2
+        allowed[(mod, "_reconstruct")] = "_reconstruct"
+        allowed[(mod, "scalar")] = "scalar"
     for mod in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "ndarray")] = np.ndarray
-        allowed[(mod, "dtype")] = np.dtype
+        allowed[(mod, "ndarray")] = "ndarray"
+        allowed[(mod, "dtype")] = "dtype"
     # Python 3 writes an array's raw bytes at protocol 2 as _codecs.encode(text, 'latin1');
     # admitted only in that form, so it can do nothing but make bytes.
-    allowed[("_codecs", "encode")] = _latin1_bytes
+    allowed[("_codecs", "encode")] = "encode"
     for mod in ("__builtin__", "builtins"):  # Python 2 / 3 spelling of plain containers
-        allowed[(mod, "set")] = set
-        allowed[(mod, "frozenset")] = frozenset
+        allowed[(mod, "set")] = "set"
+        allowed[(mod, "frozenset")] = "frozenset"
     return allowed
 
 
 _ALLOWED = _allowed_globals()
 
+try:  # numpy >= 2 keeps these in numpy._core; pickles from numpy 1 / Python 2 say numpy.core
+    from numpy._core import multiarray as _ma
+except ImportError:  # pragma: no cover - numpy 1
+    from numpy.core import multiarray as _ma  # type: ignore[no-redef]
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only numpy array/scalar/dtype constructors and sets.
+
+class _NdarrayName:
+    """What `numpy.ndarray` resolves to: the subtype argument numpy's own pickles pass to
+    `_reconstruct`, never a constructor: `ndarray(shape, dtype, buffer, offset, strides)`
+    would make a zero-stride view that looks huge and holds eight bytes."""
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        raise FolkRNNError("refusing numpy.ndarray(...) called directly: a pickled array is _reconstruct and its data")
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _dtype_of(spec: Any) -> np.dtype:
+    if isinstance(spec, np.dtype):
+        dt = spec
+    elif isinstance(spec, (str, bytes)):
+        try:
+            dt = np.dtype(spec.decode("latin1") if isinstance(spec, bytes) else spec)
+        except TypeError:
+            raise FolkRNNError(f"refusing dtype {spec!r}") from None
+    else:
+        raise FolkRNNError(f"refusing a dtype given as a {type(spec).__name__}")
+    if dt.kind not in ARRAY_KINDS or dt.fields is not None or dt.subdtype is not None:
+        raise FolkRNNError(f"refusing dtype {dt}: a weights pickle holds numbers and strings only")
+    return dt
+
+
+def _shape_of(shape: Any) -> tuple[tuple[int, ...], int]:
+    """A declared shape and its element count, refused over MAX_ARRAY_ELEMENTS."""
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise FolkRNNError(f"refusing an array shape {shape!r}: not a tuple of sizes")
+    if len(shape) > 32:
+        raise FolkRNNError(f"refusing an array of {len(shape)} dimensions")
+    count = math.prod(shape)
+    if count > MAX_ARRAY_ELEMENTS:
+        raise FolkRNNError(f"refusing an array of shape {tuple(shape)}: {count:,} numbers, more than the "
+                           f"{MAX_ARRAY_ELEMENTS:,} of the largest model folkrnn reads")
+    return tuple(shape), count
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """An unpickler that resolves only numpy array/scalar/dtype constructors and sets,
+    each guarded, and checks every array before numpy allocates it.
 
     Anything else (`os.system`, `builtins.eval`, a Theano class...) raises FolkRNNError
-    naming the global, before it is called."""
+    naming the global, before it is called. `budget`: how many bytes of arrays, bytes
+    and sets the pickle may build in all (see `safe_load`).
+
+    The pure-Python unpickler, not the C one: its BUILD step (which hands an array its
+    shape and data) can be checked here before numpy acts on it."""
+
+    dispatch = pickle._Unpickler.dispatch.copy()
+
+    def __init__(self, file: Any, *, budget: int = 1 << 20, **kw: Any):
+        super().__init__(file, **kw)
+        self.budget = budget
+        self.built = 0
+        self._guards: dict[str, Any] = {
+            "_reconstruct": self._reconstruct, "scalar": self._scalar, "ndarray": _NDARRAY, "dtype": self._dtype,
+            "encode": self._latin1_bytes, "set": self._container(set), "frozenset": self._container(frozenset),
+        }
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            return self._guards[_ALLOWED[(module, name)]]
         except KeyError:
             raise FolkRNNError(
                 f"refusing to load {module}.{name}: a folk-rnn weights pickle may hold only numpy arrays, "
                 "numpy scalars and plain containers"
             ) from None
 
+    def _charge(self, nbytes: int) -> None:
+        # A real weights file carries every byte it builds (twice at most, when Python 3
+        # wrote it at protocol 2); more means data reused over and over.
+        self.built += nbytes
+        if self.built > self.budget:
+            raise FolkRNNError(f"refusing to build more than {self.budget:,} bytes of arrays from this file "
+                               "(its data is reused over and over: not a folk-rnn weights file)")
+
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype is not _NDARRAY:
+            raise FolkRNNError("refusing _reconstruct of anything but numpy.ndarray")
+        shape, count = _shape_of(shape)
+        dt = _dtype_of(dtype)
+        self._charge(count * dt.itemsize)
+        return _ma._reconstruct(np.ndarray, shape, dt)
+
+    def _scalar(self, dtype: Any, data: Any = None) -> Any:
+        dt = _dtype_of(dtype)
+        if not isinstance(data, (bytes, str)) or len(data) != dt.itemsize:
+            raise FolkRNNError(f"refusing a numpy {dt} scalar without exactly its {dt.itemsize} bytes")
+        self._charge(dt.itemsize)
+        return _ma.scalar(dt, data)
+
+    def _dtype(self, spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
+        dt = _dtype_of(spec)
+        # Always a copy: the BUILD that follows sets state on it, and numpy's shared
+        # float32 (say) must not be what it changes.
+        return np.dtype(dt, align=bool(align), copy=True)
+
+    def _latin1_bytes(self, text: Any, encoding: Any = "utf-8") -> bytes:
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise FolkRNNError("refusing _codecs.encode other than (str, 'latin1')")
+        self._charge(len(text))
+        return text.encode("latin1")
+
+    def _container(self, kind: type) -> Any:
+        def make(items: Any = ()) -> Any:
+            if not isinstance(items, (list, tuple, set, frozenset, dict, str, bytes)):
+                raise FolkRNNError(f"refusing {kind.__name__}() of a {type(items).__name__}")
+            self._charge(8 * len(items))
+            return kind(items)
+
+        return make
+
+    def _check_array_state(self, state: Any) -> None:
+        """What ndarray.__setstate__ is about to be given: (version,) shape, dtype, fortran, data."""
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise FolkRNNError("refusing an array state that is not numpy's (shape, dtype, order, data)")
+        shape, count = _shape_of(state[-4])
+        dt = _dtype_of(state[-3])
+        data = state[-1]
+        if not isinstance(data, (bytes, str)):
+            raise FolkRNNError(f"refusing an array whose data is a {type(data).__name__}, not bytes")
+        need = count * dt.itemsize
+        if len(data) != need:
+            raise FolkRNNError(f"refusing an array of shape {shape} and dtype {dt}: its data is {len(data):,} bytes, "
+                               f"not the {need:,} they need")
+        self._charge(need)
+
+    def load_build(self) -> None:
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.ndarray):
+            self._check_array_state(state)
+        elif isinstance(inst, np.dtype):
+            # (version, byte order, subarray, names, fields, elsize, alignment, flags[, metadata]):
+            # no subarray or fields, which would turn a number into a record of any size.
+            if not isinstance(state, tuple) or len(state) < 8 or any(x is not None for x in state[2:5]):
+                raise FolkRNNError("refusing a dtype state with fields or a subarray")
+        elif isinstance(inst, np.generic):
+            raise FolkRNNError("refusing state set on a numpy scalar")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
+
 
 def safe_load(data: bytes, where: str = "pickle") -> Any:
-    """Unpickle `data` (Python 2 strings read as latin-1) with `RestrictedUnpickler`."""
+    """Unpickle `data` (Python 2 strings read as latin-1) with `RestrictedUnpickler`,
+    building at most about twice `len(data)` bytes of arrays."""
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        unpickler = RestrictedUnpickler(io.BytesIO(data), budget=2 * len(data) + (1 << 20), encoding="latin1")
+        return unpickler.load()
     except FolkRNNError as e:
         raise FolkRNNError(f"{where}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, MemoryError, OverflowError, UnicodeDecodeError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError, UnicodeDecodeError, struct.error) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         raise FolkRNNError(f"{where}: not a readable folk-rnn pickle (truncated or corrupt: {msg})") from None
 
@@ -163,51 +309,70 @@ def lasagne_to_state_dict(params: Sequence[Any], where: str = "pickle") -> tuple
     n = len(params)
     if n < 3 + ARRAYS_PER_LAYER or (n - 3) % ARRAYS_PER_LAYER:
         raise FolkRNNError(f"{where}: param_values has {n} arrays; a folk-rnn LSTM model has 1 + 14 x layers + 2 (45 for v2)")
-    arrs = [_as_float_array(a, i, where) for i, a in enumerate(params)]
+    first: dict[int, int] = {}
+    for i, a in enumerate(params):
+        if not isinstance(a, np.ndarray):
+            raise FolkRNNError(f"{where}: param_values[{i}] is a {type(a).__name__}, not a numpy array")
+        # One array named many times (a pickle's memo) would become a model many times
+        # the file's size: Lasagne writes every weight as an array of its own.
+        j = first.setdefault(id(a), i)
+        if j != i:
+            raise FolkRNNError(f"{where}: param_values[{i}] is the same array as param_values[{j}]; "
+                               "each weight of a folk-rnn model is an array of its own")
     num_layers = (n - 3) // ARRAYS_PER_LAYER
-    emb = arrs[0]
+    emb = params[0]
     if emb.ndim != 2:
         raise FolkRNNError(f"{where}: param_values[0] (input embedding) has shape {emb.shape}, expected 2-D (V x V)")
     vocab_size = emb.shape[0]
-    w_out, b_out = arrs[-2], arrs[-1]
+    w_out = params[-2]
     if w_out.ndim != 2:
         raise FolkRNNError(f"{where}: param_values[{n - 2}] (softmax W) has shape {w_out.shape}, expected 2-D (H x V)")
     hidden = w_out.shape[0]
     if hidden < 1:
         raise FolkRNNError(f"{where}: param_values[{n - 2}] (softmax W) has no rows")
+    try:  # the size caps, before a single weight is converted
+        config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=num_layers)
+    except FolkRNNError as e:
+        raise FolkRNNError(f"{where}: the arrays describe an unusable model: {e}") from None
 
-    def expect(i: int, shape: tuple[int, ...], what: str) -> np.ndarray:
-        a = arrs[i]
-        if a.shape != shape:
-            raise FolkRNNError(f"{where}: param_values[{i}] ({what}) has shape {a.shape}, expected {shape}")
-        return a
-
-    expect(n - 2, (hidden, vocab_size), "softmax W")
-    expect(n - 1, (vocab_size,), "softmax b")
-    sd: dict[str, torch.Tensor] = {}
+    layout: dict[int, tuple[tuple[int, ...], str]] = {
+        n - 2: ((hidden, vocab_size), "softmax W"), n - 1: ((vocab_size,), "softmax b")}
     n_in = emb.shape[1]
     for l in range(num_layers):
         k = 1 + ARRAYS_PER_LAYER * l
-        w_ih, w_hh, bias = [], [], []
         for g, gate in enumerate(GATE_NAMES):
-            w_x = expect(k + 3 * g, (n_in, hidden), f"layer {l} W_in_to_{gate}")
+            layout[k + 3 * g] = ((n_in, hidden), f"layer {l} W_in_to_{gate}")
+            layout[k + 3 * g + 1] = ((hidden, hidden), f"layer {l} W_hid_to_{gate}")
+            layout[k + 3 * g + 2] = ((hidden,), f"layer {l} b_{gate}")
+        layout[k + 12] = ((1, hidden), f"layer {l} cell_init")
+        layout[k + 13] = ((1, hidden), f"layer {l} hid_init")
+        n_in = hidden
+    for i, (shape, what) in sorted(layout.items()):
+        if params[i].shape != shape:
+            raise FolkRNNError(f"{where}: param_values[{i}] ({what}) has shape {params[i].shape}, expected {shape}")
+
+    arrs = [_as_float_array(a, i, where) for i, a in enumerate(params)]
+    emb, w_out, b_out = arrs[0], arrs[-2], arrs[-1]
+    sd: dict[str, torch.Tensor] = {}
+    for l in range(num_layers):
+        k = 1 + ARRAYS_PER_LAYER * l
+        w_ih, w_hh, bias = [], [], []
+        for g in range(len(GATE_NAMES)):
+            w_x = arrs[k + 3 * g]
             if l == 0:
                 w_x = emb @ w_x  # one-hot input: row t of E is what the layer sees
             w_ih.append(w_x.T)
-            w_hh.append(expect(k + 3 * g + 1, (hidden, hidden), f"layer {l} W_hid_to_{gate}").T)
-            bias.append(expect(k + 3 * g + 2, (hidden,), f"layer {l} b_{gate}"))
-        c0 = expect(k + 12, (1, hidden), f"layer {l} cell_init")
-        h0 = expect(k + 13, (1, hidden), f"layer {l} hid_init")
+            w_hh.append(arrs[k + 3 * g + 1].T)
+            bias.append(arrs[k + 3 * g + 2])
+        c0, h0 = arrs[k + 12], arrs[k + 13]
         sd[f"layers.{l}.weight_ih"] = torch.from_numpy(np.concatenate(w_ih, axis=0))
         sd[f"layers.{l}.weight_hh"] = torch.from_numpy(np.concatenate(w_hh, axis=0))
         sd[f"layers.{l}.bias"] = torch.from_numpy(np.concatenate(bias))
         sd[f"layers.{l}.c0"] = torch.from_numpy(c0[0])
         sd[f"layers.{l}.h0"] = torch.from_numpy(h0[0])
-        n_in = hidden
     sd["out.weight"] = torch.from_numpy(w_out.T)
     sd["out.bias"] = torch.from_numpy(b_out)
     sd = {k: v.to(torch.float32).contiguous() for k, v in sd.items()}
-    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=num_layers)
     return config, sd
 
 

@@ -48,10 +48,28 @@ class ModelConfig:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.vocab_size < 3 or self.hidden_size < 1 or self.num_layers < 1:
-            raise FolkRNNError(f"invalid model size: {self}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise FolkRNNError(f"dropout must be in [0, 1), got {self.dropout}")
+        # The caps sit far above any folk-rnn model (v2: 137 x 512 x 3, 5.6 M parameters)
+        # and far below what would exhaust memory: a config read from a file is checked
+        # here before a single weight is allocated.
+        import numbers
+
+        caps = {"vocab_size": (3, 4096), "hidden_size": (1, 4096), "num_layers": (1, 16)}
+        for name, (lo, hi) in caps.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise FolkRNNError(f"{name} must be a whole number, got {v!r}")
+            if not lo <= v <= hi:
+                raise FolkRNNError(f"{name} must be {lo}..{hi}, got {v}")
+            object.__setattr__(self, name, int(v))  # a numpy integer from a pickle's shapes
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0.0 <= d < 1.0:
+            raise FolkRNNError(f"dropout must be a number in [0, 1), got {d!r}")
+        object.__setattr__(self, "dropout", float(d))
+        V, H, L = self.vocab_size, self.hidden_size, self.num_layers
+        total = 4 * H * (V + H + 1) + (L - 1) * 4 * H * (2 * H + 1) + 2 * H * L + V * (H + 1)
+        if total > 100_000_000:
+            raise FolkRNNError(f"a model of {V} tokens x {H} units x {L} layers has {total:,} parameters; "
+                               "folkrnn reads at most 100,000,000")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +81,8 @@ class ModelConfig:
 
 def config_from_dict(cls, d: dict, what: str):
     """Build a config dataclass from a dict; unknown keys are an error, not ignored."""
+    if not isinstance(d, dict):
+        raise FolkRNNError(f"{what.removesuffix(' keys')}: expected a JSON object, got {type(d).__name__}")
     unknown = set(d) - {f.name for f in fields(cls)}
     if unknown:
         raise FolkRNNError(f"unknown {what}: {', '.join(sorted(unknown))}")
