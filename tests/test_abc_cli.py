@@ -92,3 +92,47 @@ def test_abc_command_bad_input(tmp_path, capsys, argv, text, message):
     f.write_text(text)
     code, _, err = run([a.replace("{f}", str(f)) for a in argv], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+CHANGED = ('X:3\nT:The Kesh\nM:6/8\nL:1/8\nK:G\n|:"G"G3 {A}GAB|"D"A-A2 ABc:|\n\n'
+           "X:4\nT:Plain\nM:6/8\nL:1/8\nK:G\n|:G3 GAB|A3 ABc:|\n")
+
+
+def test_tokenize_says_what_each_kept_tune_lost(tmp_path, capsys):
+    f = tmp_path / "kesh.abc"
+    f.write_text(CHANGED)
+    code, out, err = run(["tokenize", str(f)], capsys)
+    assert code == 0 and out.count("K:Cmaj") == 2
+    lines = err.strip().splitlines()
+    assert lines == [f'{f}: X:3 "The Kesh": changed: 1 tie made a repeated note, 1 grace note dropped, '
+                     "2 chord symbols dropped",
+                     "kept 2 of 2 tunes (100.0%), 1 of them changed"]
+    code, _, err = run(["tokenize", str(f), "-q"], capsys)
+    assert code == 0 and err == ""
+
+
+def test_tokenize_strict_rejects_changed_tunes_one_line_each(tmp_path, capsys):
+    f = tmp_path / "kesh.abc"
+    f.write_text(CHANGED)
+    code, out, err = run(["tokenize", "--strict", str(f)], capsys)
+    assert code == 0 and out == "M:6/8\nK:Cmaj\n|: c 3 c d e | d 3 d e f :|\n"
+    assert err.strip().splitlines() == [
+        f'{f}: X:3 "The Kesh": rejected (changed): 1 tie made a repeated note, 1 grace note dropped, '
+        "2 chord symbols dropped",
+        "kept 1 of 2 tunes (50.0%); rejected: changed 1"]
+    f.write_text(CHANGED.split("\n\n")[0] + "\n")
+    code, out, err = run(["tokenize", "--strict", str(f)], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1].startswith("folkrnn tokenize: error: no usable tune")
+
+
+def test_tokenize_rejects_a_huge_line_at_once(tmp_path, capsys):
+    import time
+
+    f = tmp_path / "huge.abc"
+    f.write_text("X:1\nT:Huge\nM:4/4\nL:1/8\nK:D\n" + "abcd efga|" * 500_000 + "\n")
+    start = time.perf_counter()
+    code, out, err = run(["tokenize", str(f)], capsys)
+    assert time.perf_counter() - start < 3.0
+    assert code == 2 and out == ""
+    assert f'{f}: X:1 "Huge": rejected (too long): line 6 has 5,000,000 characters' in err

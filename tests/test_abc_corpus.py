@@ -94,3 +94,24 @@ def test_round_trip_identity_on_the_corpus(results):
             n += 1
     assert n > 3500
     assert same >= 0.99 * n
+
+
+def test_changes_are_reported_and_lossless_keeps_exactly_the_unchanged_tunes(results):
+    from folkrnn.abc.reader import CHANGES
+
+    kept = [r for r in results if r.accepted]
+    changed = [r for r in kept if r.changes]
+    # Most corpus tunes carry slurs, ornaments, grace notes or chord symbols v2 drops.
+    assert 0.5 * len(kept) < len(changed) < len(kept)
+    for r in changed:
+        assert all(k in CHANGES or k.endswith(": field") for k in r.changes), r.label()
+        assert all(n > 0 for n in r.changes.values()) and r.change_summary()
+    lossless = {(r.source, r.line): r for name, text in corpus_texts() for r in read_abc(text, name, lossless=True)}
+    assert len(lossless) == len(results)
+    assert sum(r.accepted for r in lossless.values()) == len(kept) - len(changed)
+    for r in results:
+        other = lossless[r.source, r.line]
+        if r.accepted and not r.changes:
+            assert other.tokens == r.tokens, r.label()
+        elif r.accepted:
+            assert (other.reason, other.detail) == ("changed", r.change_summary()), r.label()

@@ -80,3 +80,38 @@ def test_spell_adds_accidental_when_bar_state_requires():
 def test_spell_rejects_triple_accidentals():
     with pytest.raises(ValueError):
         list(spell([Note(28, 63, False)], Move(0, 0), (0,) * 7))
+
+
+# Every K: spelling ABC 2.1 allows (section 3.1.14): the tonic in either case, mode names
+# case-insensitive with only their first three letters counting (`m` alone is minor),
+# spaces optional, clef/middle/transpose/octave/stafflines clauses ignored.
+@pytest.mark.parametrize("text, letter, alter, mode", [
+    ("e minor", "E", 0, "minor"), ("Emin", "E", 0, "minor"), ("E minor", "E", 0, "minor"),
+    ("EMinor", "E", 0, "minor"), ("Em", "E", 0, "minor"), ("E m", "E", 0, "minor"), ("EMIN", "E", 0, "minor"),
+    ("E aeolian", "E", 0, "minor"), ("Eaeo", "E", 0, "minor"), ("E Dor", "E", 0, "dorian"),
+    ("e dorian", "E", 0, "dorian"), ("EDORIAN", "E", 0, "dorian"), ("F# mix", "F", 1, "mixolydian"),
+    ("F#Mixolydian", "F", 1, "mixolydian"), ("f# mixo", "F", 1, "mixolydian"), ("Bb Lydian", "B", -1, "lydian"),
+    ("bb", "B", -1, "major"), ("c#m", "C", 1, "minor"), ("G Ionian", "G", 0, "major"), ("G maj", "G", 0, "major"),
+    ("Gmajor", "G", 0, "major"), ("A phr", "A", 0, "phrygian"), ("B Locrian", "B", 0, "locrian"),
+    (" D", "D", 0, "major"), ("D clef=treble", "D", 0, "major"), ("D treble", "D", 0, "major"),
+    ("D bass", "D", 0, "major"), ("D alto4", "D", 0, "major"), ("D bass^8", "D", 0, "major"),
+    ("D treble-8", "D", 0, "major"), ("Am clef=bass middle=d", "A", 0, "minor"), ("Am transpose=-2", "A", 0, "minor"),
+    ("G stafflines=5", "G", 0, "major"), ("G octave=1", "G", 0, "major"), ("D exp ^f", "D", 0, "mixolydian"),
+    ("D exp ^f ^c", "D", 0, "major"), ("Dexp ^f ^c", "D", 0, "major"), ("D Exp _b", "D", 0, "minor"),
+    ("E mixagainstthegrain", "E", 0, "mixolydian"),  # ABC 2.1: only the first three letters are parsed
+])
+def test_every_abc_key_spelling(text, letter, alter, mode):
+    k = parse_key_field(text)
+    assert (k.tonic.letter, k.tonic.alter, k.mode) == (letter, alter, mode)
+
+
+@pytest.mark.parametrize("text, reason, words", [
+    ("HP", "key", "highland bagpipe"), ("Hp", "key", "highland bagpipe"), ("none", "key", "no tonic"),
+    ("", "key", "no tonic"), ("exp ^f ^c", "key", "no tonic"), ("bass", "key", "only the clef"),
+    ("clef=alto", "key", "only the clef"), ("D exp _b ^f", "mode", "none of v2's keys"),
+    ("Am exp ^g", "mode", "not a church mode"), ("Emi", "key", "cannot read"),
+])
+def test_keys_without_a_v2_key_are_rejected_with_a_reason(text, reason, words):
+    with pytest.raises(KeyError_) as e:
+        parse_key_field(text)
+    assert e.value.reason == reason and words in e.value.detail and f"K:{text}" in e.value.detail

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from folkrnn.abc import AbcRejected, read_abc, read_abc_file, tune_to_tokens
@@ -322,3 +325,143 @@ def test_plus_decoration_does_not_cross_chord_brackets():
     # `+B][c+` once read as one `+...+` decoration, losing both chords.
     toks = tune_to_tokens("X:1\nT:t\nM:4/4\nL:1/8\nK:C\n[G+B][c+e] +trill+d4 |")
     assert toks[2:] == ["[", "G", "B", "]", "[", "c", "e", "]", "d", "4", "|"]
+
+
+# -- what the reading drops or changes (TuneResult.changes, lossless) ----------------------
+
+KESH = ('X:3\nT:The Kesh\nM:6/8\nL:1/8\nK:G\n|:"G"~G3 {A}GAB|"D"A-A2 (AB)c|"G"B-B2 {ag}G2B|"C"c2e "D"d2c|\n'
+        '"G"B-B2 !trill!G2B|"Em"e-e2 "Am"A2c|"G"B-B2 d.e.d|"D"c2A A3:|\n')
+
+
+def test_changes_say_what_the_reading_dropped():
+    r = next(read_abc(KESH, "kesh.abc"))
+    assert r.accepted
+    assert r.changes == {"tie": 5, "grace note": 3, "chord symbol": 10, "decoration": 4, "slur": 1}
+    assert r.change_summary() == ("5 ties made repeated notes, 3 grace notes dropped, 10 chord symbols dropped, "
+                                  "4 decorations dropped, 1 slur dropped")
+    # The tokens are those of the plain tune: reporting changes nothing.
+    plain = KESH.replace("~", "").replace("!trill!", "").replace(".", "")
+    plain = re.sub(r'"[^"]*"|\{[^}]*\}|[()-]', "", plain)
+    plain_r = next(read_abc(plain))
+    assert plain_r.tokens == r.tokens and not plain_r.changes and plain_r.change_summary() == ""
+
+
+@pytest.mark.parametrize("music, extra, changes", [
+    ('"^fine"A "_x"B "Am"c "<l"d "@1,2"e "Gm7"f|', "", {"annotation": 4, "chord symbol": 2}),
+    ("A2>-A B-B | -c d|", "", {"tie": 2, "stray tie": 1}),  # a tie after a broken rhythm ties its note
+    ("x2 A X|", "", {"invisible rest": 2}),
+    ("A B !fermata!c +trill+d .e ~f Tg uA|", "", {"decoration": 6}),
+    ("A ! B [G+B] c|", "", {}),  # a lone `!` (old line break) and `+` decorate nothing
+    ("{g}A {/gab}B {}c|", "", {"grace note": 4}),
+    ("(A B) (c d|", "", {"slur": 2}),
+    ("A B c d|\nw: la la la la\nW: verse two", "", {"lyrics": 2}),
+    ("A B|\nP:B\nc d| [P:C] e f| [r:remark] [I:linebreak $] g|\nN:note\nT:second part", "",
+     {"P: field": 2, "N: field": 1, "T: field": 1}),
+    ("A B c d|", "P:AABB\n", {"part order": 1}),
+    ("A B c d|", "P:A\n", {}),
+])
+def test_each_kind_of_change_is_counted(music, extra, changes):
+    r = next(read_abc(f"X:1\nT:t\nM:4/4\nL:1/8\n{extra}K:C\n{music}\n"))
+    assert r.accepted, r.detail
+    assert dict(r.changes) == changes
+
+
+@pytest.mark.parametrize("meter, cut", [("C|", True), ("2/2", True), ("C", False), ("4/4", False)])
+def test_cut_time_written_as_4_4_is_a_change(meter, cut):
+    r = next(read_abc(f"X:1\nT:t\nM:{meter}\nL:1/8\nK:C\nABcd efga|\n"))
+    assert r.tokens[0] == "M:4/4" and ("cut time" in r.changes) == cut
+    if cut:
+        assert r.change_summary() == "cut time written as M:4/4"
+
+
+def test_lossless_rejects_a_changed_tune_naming_the_changes():
+    r = next(read_abc(KESH, "kesh.abc", lossless=True))
+    assert (r.tokens, r.reason) == (None, "changed")
+    assert r.detail == r.change_summary() and r.detail.startswith("5 ties made repeated notes, 3 grace notes dropped")
+    assert r.changes["tie"] == 5 and r.label() == 'kesh.abc: X:3 "The Kesh"'
+    assert tune_to_tokens(tune("ABcd efga|"), lossless=True)[2:4] == ["A", "B"]
+    with pytest.raises(AbcRejected) as e:
+        tune_to_tokens(tune("A-A B2|"), lossless=True)
+    assert e.value.reason == "changed" and "1 tie made a repeated note" in e.value.detail
+    # A tune rejected for another reason keeps that reason.
+    assert next(read_abc(tune("A-A >> B|"), lossless=True)).reason == "duration"
+
+
+# -- tuplets are well formed ------------------------------------------------------------------
+
+@pytest.mark.parametrize("music, where", [
+    ("(3(3(3abc|", "when another tuplet '(3' starts"),  # nested: ABC 2.1 has no nested tuplets
+    ("(3a|(5ab|", "when another tuplet '(5' starts"),
+    ("(3a2b|", "when the tune ends"),  # ABC 2.1 counts notes, not lengths: (3 needs 3 notes
+    ("(3ab:|c|", "before the bar ':|'"),
+    ("(3ab|1c:|2d|", "before the bar '|1'"),
+    ("(3ab|\n:cd|", "before the repeat ':'"),
+    ("(4abZ|", "before the rest 'Z'"),
+])
+def test_malformed_tuplets_rejected_naming_tuplet_and_bar(music, where):
+    reason, detail = rejected(tune("ABcd|" + music))
+    assert reason == "malformed" and "tuplet '(" in detail and "bar 2" in detail and where in detail
+
+
+@pytest.mark.parametrize("music, tokens", [
+    ("(3abc|", ["(3", "a", "b", "c", "|"]),
+    ("(3:2:3abc|", ["(3", "a", "b", "c", "|"]),
+    ("(3a2bc|", ["(3", "a", "2", "b", "c", "|"]),
+    ("(3a[ce]z|", ["(3", "a", "[", "c", "e", "]", "z", "|"]),  # a chord and a rest count as notes
+    ("(3a{g}b c|", ["(3", "a", "b", "c", "|"]),  # a grace note does not
+    ("(3a\nbc|", ["(3", "a", "b", "c", "|"]),  # across a line end
+    ("(3ab|c2|", ["(3", "a", "b", "|", "c", "2", "|"]),  # across a plain bar, as the writer writes
+    ("(3abc(3def|", ["(3", "a", "b", "c", "(3", "d", "e", "f", "|"]),
+])
+def test_well_formed_tuplets_accepted(music, tokens):
+    assert body(music) == tokens
+
+
+def test_tuplet_check_is_off_when_not_strict():
+    text = tune("(3(3ab|")
+    assert rejected(text)[0] == "malformed"
+    assert tune_to_tokens(text, strict=False)[2:] == ["(3", "(3", "a", "b", "|"]
+
+
+def test_tuplet_with_r_other_than_p_is_still_a_vocabulary_rejection():
+    assert rejected(tune("(3:2:2a2b|"))[0] == "tuplet"
+
+
+# -- size limits ----------------------------------------------------------------------------
+
+def test_a_5_mb_line_is_rejected_at_once():
+    from folkrnn.abc.reader import MAX_LINE
+
+    text = "X:9\nT:Huge\nM:4/4\nL:1/8\nK:D\n" + "abcd efga|" * 500_000 + "\n\nX:10\nT:Fine\nM:4/4\nK:D\nABcd|\n"
+    start = time.perf_counter()
+    results = list(read_abc(text, "huge.abc"))
+    assert time.perf_counter() - start < 2.0
+    assert [(r.x, r.reason) for r in results] == [("9", "too long"), ("10", None)]
+    assert results[0].detail == f"line 6 has 5,000,000 characters, over the limit of {MAX_LINE:,} per line"
+    assert results[0].label() == 'huge.abc: X:9 "Huge"'
+
+
+def test_continued_lines_are_joined_in_linear_time_within_the_limit():
+    text = "X:1\nT:t\nM:4/4\nL:1/8\nK:D\n" + "ab\\\n" * 1_000_000 + "c|\n"
+    start = time.perf_counter()
+    reason, detail = rejected(text)
+    assert time.perf_counter() - start < 5.0
+    assert reason == "too long" and "joined by '\\'" in detail and "line 6" in detail
+
+
+def test_a_tune_over_the_token_limit_is_rejected():
+    from folkrnn.abc.reader import MAX_TOKENS
+
+    line = "abcd efga|" * 8  # 72 tokens
+    reason, detail = rejected(tune("\n".join([line] * (MAX_TOKENS // 72 + 1))))
+    assert reason == "too long" and f"{MAX_TOKENS:,} tokens" in detail
+    assert body("\n".join([line] * 270)).count("|") == 270 * 8  # 19,440 tokens: kept
+    reason, _ = rejected(tune("Z64" * 120))  # checked inside the line too
+    assert reason == "too long"
+
+
+def test_lower_case_and_spelled_out_keys_read():
+    assert tune_to_tokens("X:1\nM:4/4\nL:1/8\nK:e minor\nE|\n")[1:3] == ["K:Cmin", "C"]
+    assert tune_to_tokens("X:1\nM:4/4\nL:1/8\nK: D exp ^f\nD|\n")[1:3] == ["K:Cmix", "C"]
+    reason, detail = rejected("X:1\nM:4/4\nL:1/8\nK:HP\nA|\n")
+    assert reason == "key" and "highland bagpipe" in detail

@@ -116,7 +116,6 @@ def test_streamed_file_cuts_an_unfinished_record(tmp_path, umask022):
     f.write("two\n")
     f.commit()
     f.write("thr")  # Ctrl-C in the middle of the third record
-    f.file.flush()
     assert f.interrupt() == p and p.read_text() == "one\ntwo\n" and mode(p) == 0o644
     g = StreamedFile(tmp_path / "b.txt")
     g.write("half")
@@ -218,3 +217,46 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert p.read_text() == "old" and sorted(x.name for x in tmp_path.iterdir()) == ["f"]
     with pytest.raises(FolkRNNError, match="is a folder"):
         atomic_write(tmp_path, lambda tmp: None)
+
+
+# -- FIFOs and full disks ------------------------------------------------------------------
+def test_generate_into_a_fifo_writes_through_it(model, capsys, tmp_path):
+    import threading
+
+    fifo = tmp_path / "tunes.fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+
+    def read() -> None:
+        with open(fifo) as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)  # daemon: a writer that never opens it must not hang pytest
+    reader.start()
+    rc, _, err = run(capsys, "generate", "-m", str(model), "-n", "3", "-s", "4", "-o", str(fifo), "--no-progress")
+    reader.join(30)
+    assert rc == 0, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not list(tmp_path.glob(".*.tmp"))
+    _, stdout, _ = run(capsys, "generate", "-m", str(model), "-n", "3", "-s", "4", "--no-progress")
+    assert got == [stdout] and stdout.count("X:") == 3
+
+
+def test_generate_on_a_full_disk_is_one_line_and_keeps_the_old_file(model, capsys, tmp_path, monkeypatch):
+    import errno
+
+    import folkrnn.files
+
+    out = tmp_path / "tunes.abc"
+    out.write_text("old tunes\n")
+    real = os.write
+
+    def full_disk(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(folkrnn.files.os, "write", full_disk)
+    rc, stdout, err = run(capsys, "generate", "-m", str(model), "-n", "3", "-s", "1", "-o", str(out), "--no-progress")
+    assert rc == 2 and stdout == ""
+    assert err.strip() == f"folkrnn generate: error: {out}: cannot write: No space left on device"
+    assert out.read_text() == "old tunes\n" and sorted(p.name for p in tmp_path.iterdir()) == ["tunes.abc"]

@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"checkpoint", "legacy", "precision"},
     {"load"},
     {"sample", "train", "generated"},
+    {"tune"},
     {"interp"},
     {"cli", "web", "__main__"},
 ]

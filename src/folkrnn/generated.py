@@ -68,6 +68,7 @@ class Settings:
     key: str = "C"
     precision: str = "fp32"
     bars: str = "free"
+    form: str = ""  # generate's --form options, as given
     tempo: float | None = None
     program: int | None = None
     first_x: int = 1
@@ -79,6 +80,8 @@ class Settings:
         del d["title"]
         if not d["interventions"]:
             del d["interventions"]
+        if not d["form"]:
+            del d["form"]
         return d
 
 
@@ -91,7 +94,9 @@ def comments(tune: Tune, s: Settings) -> list[str]:
         how += f", top-p {s.top_p:g}"
     if s.precision != "fp32":
         how += f", {s.precision}"
-    if s.bars != "free":
+    if s.form:
+        how += f", {s.form}"
+    elif s.bars != "free":
         how += f", bars {s.bars}"
     if s.interventions:
         how += f", {s.interventions}"

@@ -368,6 +368,26 @@ class BarGuard:
         target = self._target()
         self.local = _local_mask(self.tokens, self.local, target, self.meter)[1][tok]
 
+    def closing(self) -> bool:
+        """Would a bar token now close a bar (notes since the last bar line)?"""
+        return not self.sep and self._bar_nonempty()
+
+    def bar_length(self):
+        """The current bar's length so far, in ticks."""
+        return _length(self.local)
+
+    def close_options(self, x: str) -> frozenset:
+        """How the current bar, closed now by bar token x, can be right: {"free"} (nothing owed),
+        {"end"} (only the tune's end may follow), {"next"} (the next bar must complete it)..., or empty."""
+        return self._close_options(_length(self.local), x)
+
+    def copy(self) -> BarGuard:
+        """An independent guard in the same state (the sections' lists copied, the rest immutable)."""
+        new = BarGuard.__new__(BarGuard)
+        new.__dict__.update(self.__dict__)
+        new.body, new.e1, new.e2, new.sep = list(self.body), list(self.e1), list(self.e2), list(self.sep)
+        return new
+
     # -- bars and sections
     def _bar_nonempty(self) -> bool:
         return self.local != _EMPTY

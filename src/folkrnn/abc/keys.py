@@ -49,8 +49,10 @@ _MODE_WORDS = {
 
 ACC_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
 ACC_VALUE = {"__": -2, "_": -1, "=": 0, "^": 1, "^^": 2}
-_CLEF_WORDS = {"treble", "bass", "alto", "tenor", "perc", "none", "bass3", "alto1", "alto2",
-               "tenor", "baritone", "mezzo", "soprano", "treble-8", "treble+8", "bass-8", "bass+8"}
+# ABC 2.1 section 4.6: a clef name, optionally its staff line and an octave mark
+# (`treble`, `bass3`, `alto4`, `treble-8`, `bass^8`, `tenor_8`), alone or as `clef=...`.
+_CLEF_WORD = re.compile(r"(?:treble|bass|alto|tenor|baritone|mezzo(?:soprano)?|soprano|perc|none)[1-5]?(?:[-+^_]8)?",
+                        re.I)
 
 _TONIC = re.compile(r"\s*([A-Ga-g])(#|b|♯|♭)?")
 _EXPLICIT = re.compile(r"(\^\^|\^|=|__|_)([A-Ga-g])$")
@@ -137,7 +139,7 @@ def is_clef_only(value: str) -> bool:
     """True for a K: field that only sets the clef or staff options (`K:bass`,
     `[K:clef=alto]`), which leaves the key as it is."""
     words = value.split("%", 1)[0].split()
-    return bool(words) and all(w.lower() in _CLEF_WORDS or w.split("=", 1)[0].lower() in _OPTIONS and "=" in w
+    return bool(words) and all(_CLEF_WORD.fullmatch(w) or w.split("=", 1)[0].lower() in _OPTIONS and "=" in w
                                for w in words)
 
 
@@ -167,6 +169,9 @@ def parse_key_field(value: str) -> Key:
 
     Accepts `G`, `Gm`, `F#m`, `Bb`, `Ador`, `A dorian`, `Edorian`, `G Mixolydian`,
     `D exp ^f ^c`, `Dm ^c` (explicit accidentals), `Amin clef=treble`, `Gmaj octave=-1`.
+    Mode names are case-insensitive and only their first three letters count (`m`
+    alone is minor); the tonic may be written in lower case (`K:e minor`). `K:none`,
+    `K:HP`/`K:Hp` (highland pipes) and a clef alone name no tonic and are rejected.
 
     >>> parse_key_field("Edorian").signature_text(), parse_key_field("F#m").signature_text()
     ('^f ^c', '^f ^c ^g')
@@ -174,15 +179,22 @@ def parse_key_field(value: str) -> Key:
     ((0, 0, -1, 0, 0, 0, -1), 'mixolydian')
     >>> parse_key_field("Glyd").v2_token is None
     True
+    >>> parse_key_field("e dorian").tonic, parse_key_field("D exp ^f").mode
+    (Tonic(letter='E', alter=0), 'mixolydian')
     """
     text = value.split("%", 1)[0].strip()
+    head = text.split(maxsplit=1)[0].lower() if text else ""
+    why = "v2 needs a tonic to move the tune to C"
+    if not text or head == "none":
+        raise KeyError_("key", f"K:{text} has no key signature and names no tonic; {why}")
+    if head == "hp":
+        raise KeyError_("key", f"K:{text} is highland bagpipe notation, which names no tonic; {why}")
+    if head == "exp":
+        raise KeyError_("key", f"K:{text} gives explicit accidentals but no tonic; {why}")
+    if is_clef_only(text):
+        raise KeyError_("key", f"K:{text} sets only the clef and names no tonic; {why}")
     m = _TONIC.match(text)
-    if not m or m.group(1).islower():
-        low = text.lower()
-        if not text or low.startswith("none"):
-            raise KeyError_("key", f"K:{text} has no tonic")
-        if low.startswith("hp"):
-            raise KeyError_("key", f"K:{text} (bagpipe key) has no defined tonic")
+    if not m:
         raise KeyError_("key", f"K:{text} is not a key")
     tonic = Tonic(m.group(1).upper(), {None: 0, "#": 1, "♯": 1, "b": -1, "♭": -1}[m.group(2)])
     rest = text[m.end():]
@@ -218,7 +230,7 @@ def parse_key_field(value: str) -> Key:
                 exp = True
             else:
                 mode = _mode_word(low)  # type: ignore[assignment]
-        elif low in _CLEF_WORDS:
+        elif _CLEF_WORD.fullmatch(w):
             pass
         elif low == "exp":
             exp = True
@@ -233,7 +245,8 @@ def parse_key_field(value: str) -> Key:
         found = detect_mode(tonic, sig_t)
         if found is None:
             names = " ".join(ACC_TEXT[a] + LETTERS[i].lower() for i, a in sorted(explicit.items()))
-            raise KeyError_("mode", f"K:{text}: the scale on {tonic} with {names or 'no accidentals'} is not a church mode")
+            raise KeyError_("mode", f"K:{text}: the scale on {tonic} with {names or 'no accidentals'} is not a church "
+                                    "mode, so none of v2's keys (major, minor, dorian, mixolydian on C) can hold it")
         mode = found
     return Key(tonic, mode, sig_t, octave)
 

@@ -24,8 +24,9 @@ vocabulary (the smaller move first).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
@@ -53,7 +54,13 @@ from folkrnn.tokens import length_token as _length_token
 from folkrnn.tokens import meter_length, tuplet_ratio
 from folkrnn.vocab import Vocabulary
 
-__all__ = ["AbcRejected", "TuneResult", "read_abc", "read_abc_file", "tune_to_tokens", "normalise_meter"]
+__all__ = ["AbcRejected", "TuneResult", "describe_changes", "read_abc", "read_abc_file", "tune_to_tokens",
+           "normalise_meter", "MAX_LINE", "MAX_TOKENS"]
+
+# Size limits, checked before (lines) and while (tokens) a tune is scanned, so that
+# one huge line or tune is rejected at once and memory stays small.
+MAX_LINE = 100_000  # characters in one line (after `\` continuations are joined)
+MAX_TOKENS = 20_000  # v2 tokens in one tune (the open corpus's longest has 759)
 
 _VOCAB = frozenset(Vocabulary.v2().tokens)
 _C = Tonic("C", 0)
@@ -122,10 +129,18 @@ class TuneResult:
     detail: str | None  # rejection, one human line
     meter: str | None  # meter as written in the header ("6/8", "C|")
     mode: str | None  # mode read from K: ("major", "minor", "dorian", ...)
+    # What the reading dropped or changed (keys of `CHANGES`: "tie", "grace note",
+    # "chord symbol", "P: field" ...) with counts; empty when the tokens say it all.
+    # Filled for accepted tunes and for those `lossless` rejected; empty otherwise.
+    changes: Counter[str] = field(default_factory=Counter, compare=False)
 
     @property
     def accepted(self) -> bool:
         return self.tokens is not None
+
+    def change_summary(self) -> str:
+        """`4 ties made repeated notes, 2 grace notes dropped` ('' when nothing changed)."""
+        return describe_changes(self.changes)
 
     def label(self) -> str:
         """`file: X:12 "Title"` for messages."""
@@ -134,6 +149,39 @@ class TuneResult:
         if self.title:
             parts.append(f'"{self.title}"')
         return " ".join(parts)
+
+
+# What the reader drops or changes, one line per kind: (one, several with {n}).
+CHANGES: dict[str, tuple[str, str]] = {
+    "tie": ("1 tie made a repeated note", "{n} ties made repeated notes"),
+    "stray tie": ("1 tie after no note dropped", "{n} ties after no note dropped"),
+    "grace note": ("1 grace note dropped", "{n} grace notes dropped"),
+    "chord symbol": ("1 chord symbol dropped", "{n} chord symbols dropped"),
+    "annotation": ("1 annotation dropped", "{n} annotations dropped"),
+    "decoration": ("1 decoration dropped", "{n} decorations dropped"),
+    "slur": ("1 slur dropped", "{n} slurs dropped"),
+    "lyrics": ("1 line of lyrics dropped", "{n} lines of lyrics dropped"),
+    "invisible rest": ("1 invisible rest made a rest", "{n} invisible rests made rests"),
+    "cut time": ("cut time written as M:4/4", "cut time written as M:4/4"),
+    "part order": ("the part order (P: in the header) not applied", "the part order (P: in the header) not applied"),
+}
+
+
+def describe_changes(changes: Counter[str]) -> str:
+    """One line for a `TuneResult.changes`, in `CHANGES` order, then other fields.
+
+    >>> describe_changes(Counter({"grace note": 2, "tie": 4, "P: field": 1}))
+    '4 ties made repeated notes, 2 grace notes dropped, 1 P: field dropped'
+    """
+    parts = []
+    for key, (one, many) in CHANGES.items():
+        n = changes.get(key, 0)
+        if n:
+            parts.append(one if n == 1 else many.format(n=n))
+    for key in sorted(k for k in changes if k not in CHANGES and changes[k]):
+        n = changes[key]
+        parts.append(f"{n} {key}{'' if n == 1 else 's'} dropped")
+    return ", ".join(parts)
 
 
 def normalise_meter(text: str) -> str | None:
@@ -162,6 +210,17 @@ def _parse_unit(text: str) -> Fraction:
 
 def _strip_comment(value: str) -> str:
     return value.split("%", 1)[0].strip()
+
+
+def _is_cut_time(meter: str) -> bool:
+    return meter.replace(" ", "") in ("C|", "2/2")
+
+
+# The body fields the reader uses are K: M: L: V:. Lyrics (`w:`, `W:`) and the
+# other fields are reported as dropped, but for these, which are not music:
+# remarks, instructions, symbol definitions (their uses are reported), continuations.
+_USED_FIELDS = frozenset("KMLV")
+_SILENT_FIELDS = frozenset("rIU+")
 
 
 
@@ -249,6 +308,13 @@ class _Body:
         self.last = "start"  # what came last: start, note, dur, bar, broken, chord, tuplet
         self.in_chord = False
         self.chord_notes = 0
+        self.bar_no = 1  # the bar being read, counted from 1 at the tune's start
+        # The open tuplet: notes (or rests, chords) it still needs, its text, size and where.
+        self.tuplet_left = 0
+        self.tuplet: tuple[str, int, str] = ("", 0, "")
+        # What the reading drops or changes (see `CHANGES`; slurs as "(" and ")").
+        self.changes: Counter[str] = Counter()
+        self.cut_time = False  # the meter in force is written M:C| or M:2/2
 
     def _length(self, text: str, where: str, in_chord: bool = False) -> str | None:
         """The v2 length token of a written length. Inside a chord the notes keep their
@@ -269,6 +335,12 @@ class _Body:
     def field(self, f: str, value: str, where: str) -> None:
         """A field inside the body (own line or inline)."""
         value = _strip_comment(value)
+        if f not in _USED_FIELDS:
+            if f == "w" or f == "W":
+                self.changes["lyrics"] += 1
+            elif f not in _SILENT_FIELDS:
+                self.changes[f"{f}: field"] += 1
+            return
         if f == "K":
             if is_clef_only(value) or not value:
                 return
@@ -280,6 +352,7 @@ class _Body:
                 raise AbcRejected("key change", f"{where}: key changes to K:{value}")
         elif f == "M":
             if normalise_meter(value) == self.meter_token:
+                self.cut_time = self.cut_time or _is_cut_time(value)
                 return
             if self.before_music():
                 # The last meter before the first note counts (`M:4/4`, `K:G`, `[M:6/8]` ...).
@@ -287,6 +360,7 @@ class _Body:
                 if token is None:
                     raise AbcRejected("meter", f"{where}: meter {value} is not a v2 meter")
                 self.meter_token = token
+                self.cut_time = _is_cut_time(value)
                 return
             raise AbcRejected("meter change", f"{where}: meter changes to M:{value}")
         elif f == "L":
@@ -325,6 +399,8 @@ class _Body:
         # it is written back at the end and around the one recursive call.
         last, tie, last_note, in_chord = self.last, self.tie, self.last_note, self.in_chord
         chord_notes = self.chord_notes
+        tuplet_left, bar_no = self.tuplet_left, self.bar_no
+        changes = self.changes
         notes = 0
         for m in lexer.BODY_RE.finditer(text):
             kind = m.lastgroup
@@ -351,25 +427,45 @@ class _Body:
                 notes += 1
                 if in_chord:
                     chord_notes += 1
+                elif tuplet_left:
+                    tuplet_left -= 1
                 if tok:
                     append(tok)
                     last = "dur"
                 else:
                     last = "note"
-            elif kind == "space" or kind == "decoration" or kind == "slur" or kind == "annotation" \
-                    or kind == "grace" or kind == "comment":
+            elif kind == "space" or kind == "comment":
                 continue
             elif kind == "bar":
                 if in_chord and self.strict:
                     raise AbcRejected("malformed", f"{where}: bar line inside a chord")
                 toks, ending = _bar_tokens(m.group())
+                if tuplet_left and self.strict and toks != _PLAIN_BAR:
+                    # Across a plain bar line is fine (abc2midi, abcm2ps, abcjs and music21
+                    # read it; the writer writes it); across a repeat or an ending it is not.
+                    raise self._unfinished(tuplet_left, f"{where}, bar {bar_no}", f"before the bar {m.group()!r}",
+                                           "a tuplet may cross a plain bar line, not a repeat or an ending")
+                bar_no += 1
                 if ending is not None:
                     self._ending(ending, where)
                 items.extend(toks)
                 held.clear()
                 last = "bar"
+            elif kind == "slur":
+                changes[m.group()] += 1  # `(` and `)`, counted as slurs at the end
+            elif kind == "decoration":
+                if m.group() not in ("!", "+"):  # a lone `!` (old line break) or `+` decorates nothing
+                    changes["decoration"] += 1
+            elif kind == "annotation":
+                changes["annotation" if m.group()[1:2] in _ANNOTATION_MARKS else "chord symbol"] += 1
+            elif kind == "grace":
+                changes["grace note"] += len(_GRACE_NOTE.findall(m.group()))
             elif kind == "rest":
                 append("z")
+                if not in_chord and tuplet_left:
+                    tuplet_left -= 1
+                if m.group()[0] == "x":
+                    changes["invisible rest"] += 1
                 ln = m.group(lexer.G_REST_LEN)
                 tok = self._length(ln, where, in_chord)
                 if tok:
@@ -378,6 +474,8 @@ class _Body:
                 else:
                     last = "note"
             elif kind == "tie":
+                # After a note (or its length, or the `>` after it): v2 repeats the note.
+                changes["tie" if last == "note" or last == "dur" or last == "broken" else "stray tie"] += 1
                 if last_note is not None:
                     tie = last_note
             elif kind == "broken":
@@ -394,6 +492,8 @@ class _Body:
             elif kind == "chord_start":
                 if in_chord and self.strict:
                     raise AbcRejected("malformed", f"{where}: chord inside a chord")
+                if tuplet_left and not in_chord:
+                    tuplet_left -= 1
                 in_chord = True
                 chord_notes = 0
                 append("[")
@@ -425,6 +525,11 @@ class _Body:
                     raise AbcRejected("tuplet", f"{where}: tuplet {m.group()!r} is not a plain ({p}")
                 if r and int(r) != p:
                     raise AbcRejected("tuplet", f"{where}: tuplet {m.group()!r} spans {r} notes, v2 ({p} spans {p}")
+                if tuplet_left and self.strict:
+                    # ABC 2.1 defines no nested tuplets: the r notes after `(p:q:r` are notes.
+                    raise self._unfinished(tuplet_left, f"{where}, bar {bar_no}", f"when another tuplet {m.group()!r} starts")
+                tuplet_left = p
+                self.tuplet = (m.group(), p, f"{where}, bar {bar_no}")
                 append(f"({p}")
                 last = "tuplet"
             elif kind == "field":
@@ -432,6 +537,8 @@ class _Body:
                 self.field(body[0], body[2:], where)
                 note_cache = self._note_cache  # a new L: makes a new cache
             elif kind == "ending":
+                if tuplet_left and self.strict:
+                    raise self._unfinished(tuplet_left, f"{where}, bar {bar_no}", "before the ending")
                 ending = m.group()[1:]
                 self._ending(ending, where)
                 if items and items[-1] == "|":
@@ -444,6 +551,13 @@ class _Body:
                 bars = int(m.group(lexer.G_MREST) or 1)
                 if not 1 <= bars <= 64:
                     raise AbcRejected("malformed", f"{where}: multi-measure rest {m.group()!r}")
+                if tuplet_left and self.strict:
+                    raise self._unfinished(tuplet_left, f"{where}, bar {bar_no}", f"before the rest {m.group()!r}")
+                if m.group()[0] == "X":
+                    changes["invisible rest"] += bars
+                if len(items) + 3 * bars > MAX_TOKENS:
+                    raise _too_many_tokens(where)
+                bar_no += bars - 1
                 length = _length_token(meter_length(self.meter_token))
                 for i in range(bars):
                     if i:
@@ -458,14 +572,18 @@ class _Body:
                 self.last, self.tie, self.last_note, self.in_chord = last, tie, last_note, in_chord
                 self.notes += notes
                 self.chord_notes = chord_notes
+                self.tuplet_left, self.bar_no = tuplet_left, bar_no
                 notes = 0
                 self.line(f"[{m.group(lexer.G_PLUS_NOTES)}]{m.group(lexer.G_PLUS_LEN)}", where)
                 last, tie, last_note, in_chord = self.last, self.tie, self.last_note, self.in_chord
                 chord_notes = self.chord_notes
+                tuplet_left, bar_no = self.tuplet_left, self.bar_no
             elif kind == "overlay":
                 raise AbcRejected("voices", f"{where}: voice overlay '&'")
             elif m.group() == ":" and last == "bar" and items[-1] in ("|", ":|", "|:"):
                 # `|` at the end of one line, `:` at the start of the next: a `|:`.
+                if tuplet_left and self.strict:
+                    raise self._unfinished(tuplet_left, f"{where}, bar {bar_no}", "before the repeat ':'")
                 if items[-1] == "|":
                     items[-1] = "|:"
                 elif items[-1] == ":|":
@@ -475,11 +593,39 @@ class _Body:
         self.last, self.tie, self.last_note, self.in_chord = last, tie, last_note, in_chord
         self.notes += notes
         self.chord_notes = chord_notes
+        self.tuplet_left, self.bar_no = tuplet_left, bar_no
 
     def _ending(self, ending: str, where: str) -> None:
         if ending not in ("1", "2"):
             raise AbcRejected("ending", f"{where}: ending [{ending} is not |1 or |2")
 
+    def _unfinished(self, left: int, where: str, when: str, why: str = "") -> AbcRejected:
+        """The rejection of the open tuplet, which still needs `left` notes `when` (...)."""
+        text, p, started = self.tuplet
+        origin = "" if started == where else f" (from {started})"
+        why = why or f"ABC 2.1: a ({p} takes the {p} notes, rests or chords after it"
+        return AbcRejected("malformed", f"{where}: tuplet {text!r}{origin} has {p - left} of its {p} notes {when} "
+                                        f"({why})")
+
+    def finish_changes(self) -> Counter[str]:
+        """The changes of the whole tune, once the body is read."""
+        slurs = max(self.changes.pop("(", 0), self.changes.pop(")", 0))
+        if slurs:
+            self.changes["slur"] = slurs
+        if self.cut_time:
+            self.changes["cut time"] = 1
+        return +self.changes
+
+
+
+def _too_many_tokens(where: str) -> AbcRejected:
+    return AbcRejected("too long", f"{where}: the tune is over the limit of {MAX_TOKENS:,} tokens per tune")
+
+
+# An annotation's placement mark (ABC 2.1 section 4.19); other quoted text is a chord symbol.
+_ANNOTATION_MARKS = frozenset("^_<>@")
+_PLAIN_BAR = ("|",)
+_GRACE_NOTE = re.compile(r"[A-Ga-g]")
 
 
 def _fold_chord(items: list, outer: str) -> bool:
@@ -510,8 +656,9 @@ def _fold_chord(items: list, outer: str) -> bool:
     return True
 
 
-def _tokens(header: _Header, lines: list[str], line0: int, strict: bool = True) -> tuple[list[str], str | None]:
-    """Header + body lines -> v2 tokens (raises AbcRejected). Returns (tokens, mode)."""
+def _tokens(header: _Header, lines: list[str], line0: int,
+            strict: bool = True) -> tuple[list[str], str | None, Counter[str]]:
+    """Header + body lines -> v2 tokens (raises AbcRejected). Returns (tokens, mode, changes)."""
     if header.key_text is None:
         raise AbcRejected("malformed", "no K: field before the music")
     try:
@@ -530,6 +677,13 @@ def _tokens(header: _Header, lines: list[str], line0: int, strict: bool = True) 
         raise AbcRejected("voices", f"several voices ({', '.join(sorted(header.voices))})")
     unit = header.unit if header.unit is not None else _default_unit(header.meter)
     body = _Body(key, meter_token, unit, header.voices, strict)
+    body.cut_time = _is_cut_time(header.meter)
+    for i in range(header.body_start):
+        fm = _FIELD.match(lines[i])
+        if fm is not None and fm.group(1) in "wW":
+            body.changes["lyrics"] += 1
+        elif fm is not None and fm.group(1) == "P" and len(_PART_ORDER.sub("", _strip_comment(fm.group(2)))) > 1:
+            body.changes["part order"] = 1
     for i in range(header.body_start, len(lines)):
         text = lines[i]
         where = f"line {line0 + i}"
@@ -540,15 +694,22 @@ def _tokens(header: _Header, lines: list[str], line0: int, strict: bool = True) 
             continue
         else:
             body.line(text, where)
+            if len(body.items) > MAX_TOKENS - 2:
+                raise _too_many_tokens(where)
     if body.in_chord and strict:
         raise AbcRejected("malformed", "unclosed chord '['")
+    if body.tuplet_left and strict:
+        raise body._unfinished(body.tuplet_left, body.tuplet[2], "when the tune ends")
     if not body.notes:
         raise AbcRejected("no notes", "the tune has no notes")
     items = body.items
     for it in items:
         if it.__class__ is str and it not in _VOCAB:
             raise _reject_for(it)  # type: ignore[arg-type]
-    return [body.meter_token, key_token, *_transpose(items, key)], key.mode
+    return [body.meter_token, key_token, *_transpose(items, key)], key.mode, body.finish_changes()
+
+
+_PART_ORDER = re.compile(r"[^A-Za-z]")  # what is left of a P: field: its part letters
 
 
 def _transpose(items: list, key: Key) -> list[str]:
@@ -627,73 +788,120 @@ def _split_tunes(lines: list[str], has_x: bool) -> Iterator[tuple[int, list[str]
             cur = None
 
 
-def read_abc(text: str, source: str = "<string>", *, strict: bool = True) -> Iterator[TuneResult]:
+def read_abc(text: str, source: str = "<string>", *, strict: bool = True,
+             lossless: bool = False) -> Iterator[TuneResult]:
     """Every tune of an ABC text, accepted or rejected; never raises for a tune's problems.
 
-    `strict=False` accepts unbalanced or nested chord brackets and bar lines inside
-    a chord, keeping them as written: sampled v2 sequences contain such brackets,
-    and their ABC (see `tokens_to_abc`) must read back to the same tokens. Corpus
-    building should keep the default, which rejects them as malformed.
+    `strict=False` accepts unbalanced or nested chord brackets, bar lines inside
+    a chord and unfinished or nested tuplets, keeping them as written: sampled v2
+    sequences contain such brackets, and their ABC (see `tokens_to_abc`) must read
+    back to the same tokens. Corpus building should keep the default, which rejects
+    them as malformed.
+
+    Each accepted tune's `changes` say what the reading dropped or changed (ties,
+    grace notes, chord symbols...); `lossless=True` rejects a tune with any change
+    instead (reason `changed`, the detail naming them).
+    A line over `MAX_LINE` characters or a tune over `MAX_TOKENS` tokens rejects the
+    tune (`too long`) before it is scanned further.
     """
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     has_x = _X_LINE.search(text) is not None
     for start, tune_lines, stray in _split_tunes(lines, has_x):
-        yield _read_tune(tune_lines, source, start + 1, strict, None if stray is None else stray + 1)
+        yield _read_tune(tune_lines, source, start + 1, strict, None if stray is None else stray + 1, lossless)
 
 
-def _join_continued(lines: list[str]) -> list[str]:
+def _join_continued(lines: list[str], line0: int = 1) -> list[str]:
     """Join lines ending in a backslash with the next (unless that is a field line).
 
     The joined line takes the place of the first one; empty strings keep the line
-    numbering of the others."""
+    numbering of the others. The pieces are joined once (a long run of continued
+    lines costs linear time); AbcRejected (`too long`) when a joined line would
+    exceed `MAX_LINE` characters (`line0`: number of the first line, for it)."""
     out = list(lines)
+    n = len(out)
     i = 0
-    while i < len(out) - 1:
-        s = out[i].rstrip()
-        if s.endswith("\\") and not _FIELD.match(out[i + 1]):
-            j = i + 1
-            while j < len(out) and out[j] == "":
-                j += 1
-            if j == len(out):
-                break
-            out[i] = s[:-1] + out[j]
-            out[j] = ""
+    while i < n - 1:
+        if not out[i].rstrip().endswith("\\") or _FIELD.match(out[i + 1]):
+            i += 1
             continue
+        # The line is "".join(parts) + tail; `tail` is the piece joined last.
+        parts: list[str] = []
+        size = 0
+        tail = out[i]
+        j = i + 1
+        while True:
+            end = tail.rstrip()
+            if not end and parts:  # a blank piece: its line ends in an earlier one
+                tail = "".join(parts) + tail
+                parts, size = [], 0
+                continue
+            if not end.endswith("\\"):
+                break
+            while j < n and out[j] == "":
+                j += 1
+            if j == n:
+                break
+            parts.append(end[:-1])
+            size += len(end) - 1
+            tail, out[j] = out[j], ""
+            if size + len(tail) > MAX_LINE:
+                raise AbcRejected("too long", f"line {line0 + i}: the lines joined by '\\' are over the limit of "
+                                              f"{MAX_LINE:,} characters per line")
+        out[i] = "".join(parts) + tail
+        if j == n:
+            break
         i += 1
     return out
 
 
-def _read_tune(lines: list[str], source: str, line0: int, strict: bool = True, stray: int | None = None) -> TuneResult:
-    lines = _join_continued(lines)
+def _check_lines(lines: list[str], line0: int) -> None:
+    for i, line in enumerate(lines):
+        if len(line) > MAX_LINE:
+            raise AbcRejected("too long", f"line {line0 + i} has {len(line):,} characters, over the limit of "
+                                          f"{MAX_LINE:,} per line")
+
+
+def _short(text: str | None) -> str | None:
+    return text if text is None or len(text) <= 200 else text[:200] + "..."
+
+
+def _read_tune(lines: list[str], source: str, line0: int, strict: bool = True, stray: int | None = None,
+               lossless: bool = False) -> TuneResult:
     header = None
     mode = None
+    changes: Counter[str] = Counter()
     try:
+        _check_lines(lines, line0)  # before anything else reads them
+        lines = _join_continued(lines, line0)
         header = _read_header(lines)
-        tokens, mode = _tokens(header, lines, line0, strict)
+        tokens, mode, changes = _tokens(header, lines, line0, strict)
         if stray is not None:
             raise AbcRejected("malformed", f"music continues after a blank line, at line {stray} "
                                            "(a blank line ends an ABC tune)")
+        if lossless and changes:
+            raise AbcRejected("changed", describe_changes(changes))
     except AbcRejected as e:
         if header is None:
-            # The header itself was bad (e.g. L:1/0): still name the tune.
+            # The header itself was bad (e.g. L:1/0, a huge line): still name the tune.
             x = next((s.split(":", 1)[1].strip() for s in lines if s.lstrip().startswith("X:")), None)
             title = next((s.split(":", 1)[1].strip() for s in lines if s.lstrip().startswith("T:")), None)
-            return TuneResult(source, x, title, line0, None, e.reason, e.detail, None, None)
+            return TuneResult(source, _short(x), _short(title), line0, None, e.reason, e.detail, None, None)
         if mode is None and header.key_text is not None:
             try:
                 mode = parse_key_field(header.key_text).mode
             except KeyError_:
                 mode = None
-        return TuneResult(source, header.x, header.title, line0, None, e.reason, e.detail, header.meter, mode)
-    return TuneResult(source, header.x, header.title, line0, tuple(tokens), None, None, header.meter, mode)
+        return TuneResult(source, header.x, header.title, line0, None, e.reason, e.detail, header.meter, mode,
+                          changes if e.reason == "changed" else Counter())
+    return TuneResult(source, header.x, header.title, line0, tuple(tokens), None, None, header.meter, mode, changes)
 
 
-def read_abc_file(path: str | Path) -> Iterator[TuneResult]:
+def read_abc_file(path: str | Path, *, lossless: bool = False) -> Iterator[TuneResult]:
     """Every tune of an ABC file (UTF-8, or Latin-1 when it is not valid UTF-8).
 
-    Raises FolkRNNError if the file cannot be read.
+    Raises FolkRNNError if the file cannot be read. `lossless`: see `read_abc`.
     """
     try:
         data = Path(path).read_bytes()
@@ -703,14 +911,14 @@ def read_abc_file(path: str | Path) -> Iterator[TuneResult]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-    return read_abc(text, str(path))
+    return read_abc(text, str(path), lossless=lossless)
 
 
-def tune_to_tokens(abc: str, *, strict: bool = True) -> list[str]:
+def tune_to_tokens(abc: str, *, strict: bool = True, lossless: bool = False) -> list[str]:
     """The v2 tokens (without <s> </s>) of the first tune of `abc`; AbcRejected if v2
     cannot express it, or if there is no tune (a bare body needs at least a K: line).
-    `strict`: see `read_abc`."""
-    for result in read_abc(abc, strict=strict):
+    `strict`, `lossless`: see `read_abc`."""
+    for result in read_abc(abc, strict=strict, lossless=lossless):
         if result.tokens is None:
             raise AbcRejected(result.reason or "malformed", result.detail or "cannot read the tune")
         return list(result.tokens)

@@ -14,12 +14,16 @@ def register(sub) -> None:
         description=(
             "Read ABC files (several tunes each), transpose every tune to C and write the ones "
             "v2 can express in data_v2 format. Each rejected tune gets one line on stderr with "
-            "the reason. Exit 0 if any tune was kept, 2 if none."
+            "the reason, and each kept tune whose reading dropped or changed something (ties made "
+            "repeated notes, grace notes, chord symbols, decorations, slurs, lyrics...) one line "
+            "saying what. Exit 0 if any tune was kept, 2 if none."
         ),
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="ABC files ('-' for stdin)")
     p.add_argument("-o", "--output", metavar="OUT", help="write the tokens here instead of stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="no line per rejected tune, no summary")
+    p.add_argument("--strict", action="store_true",
+                   help="reject a tune whose reading would drop or change anything, instead of keeping it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no line per rejected or changed tune, no summary")
     p.set_defaults(func=run_tokenize)
 
     p = sub.add_parser(
@@ -48,13 +52,21 @@ def run_tokenize(args: argparse.Namespace) -> int:
 
     kept: list[tuple[str, ...]] = []
     reasons: Counter[str] = Counter()
-    total = 0
+    total = changed = 0
+    lossless = args.strict  # --strict: a tune the reading would change is rejected
     for name in _progress(args.files, len(args.files), "tokenize"):
-        results = read_abc(sys.stdin.read(), "<stdin>") if name == "-" else read_abc_file(name)
+        if name == "-":
+            results = read_abc(sys.stdin.read(), "<stdin>", lossless=lossless)
+        else:
+            results = read_abc_file(name, lossless=lossless)
         for r in results:
             total += 1
             if r.tokens is not None:
                 kept.append(r.tokens)
+                if r.changes:
+                    changed += 1
+                    if not args.quiet:
+                        print(f"{r.label()}: changed: {r.change_summary()}", file=sys.stderr)
             else:
                 reasons[r.reason or "malformed"] += 1
                 if not args.quiet:
@@ -66,7 +78,8 @@ def run_tokenize(args: argparse.Namespace) -> int:
     _emit(text, args.output)
     if not args.quiet:
         why = ", ".join(f"{k} {n}" for k, n in reasons.most_common())
-        print(f"kept {len(kept)} of {total} tunes ({100 * len(kept) / total:.1f}%)" + (f"; rejected: {why}" if why else ""),
+        print(f"kept {len(kept)} of {total} tunes ({100 * len(kept) / total:.1f}%)"
+              + (f", {changed} of them changed" if changed else "") + (f"; rejected: {why}" if why else ""),
               file=sys.stderr)
     return 0
 

@@ -19,14 +19,16 @@ from pathlib import Path
 from folkrnn.cli.common import MODEL_HELP, load, model_name, streamed_output, threads
 from folkrnn.errors import FolkRNNError
 
-MIDI_NAME = re.compile(r"tune_\d{5,}\.(mid|wav)")
+TUNE_FILE = re.compile(r"tune_\d{5,}\.(mid|wav|musicxml|svg)")
+STALE = {"midi": ("mid", "wav"), "wav": ("wav",), "musicxml": ("musicxml",), "svg": ("svg",)}  # what a folder run clears
 
 
 def register(sub) -> None:
     from folkrnn.midi import DEFAULT_PROGRAM, DEFAULT_TEMPO
     from folkrnn.sample import MAX_LENGTH
+    from folkrnn.tune import FORMATS
 
-    p = sub.add_parser("generate", help="generate transcriptions (ABC, tokens, JSON or MIDI)",
+    p = sub.add_parser("generate", help="generate transcriptions (ABC, tokens, JSON, MIDI, WAV, MusicXML, SVG or PDF)",
                        description="Sample new transcriptions from a model, streaming them out as they are done. "
                        "Same seed and options give the same tunes; tune i does not depend on -n or --batch-size. "
                        "Every tune opens with a meter and a key: a prime without them gets `M:* K:*` in front. "
@@ -40,8 +42,9 @@ def register(sub) -> None:
     p.add_argument("--prime", default=None, metavar="TOKENS",
                    help="tokens to start from, e.g. 'M:6/8 K:Cdor |: G'; '*' = a position the model fills, "
                    "'M:*' / 'K:*' = any meter / mode (added in front when the prime has no meter or key)")
-    p.add_argument("--prime-abc", default=None, metavar="ABC",
-                   help="ABC to start from (text with an X: or K: field, or a file name), converted to tokens (transposed to C)")
+    p.add_argument("--prime-abc", default=None, metavar="FILE[:X]",
+                   help="ABC to start from, converted to tokens (transposed to C): a file, FILE:X for its tune with "
+                   "X:X (a file of several tunes needs it: the error lists their X: numbers), or ABC text with a K: field")
     p.add_argument("--meter", default=None, help="shortcut for the meter token: 2/4 3/4 4/4 6/8 9/8 12/8 3/2")
     p.add_argument("--mode", default=None, help="shortcut for the key token: major, minor, dorian, mixolydian")
     p.add_argument("-k", "--key", default=None,
@@ -53,8 +56,26 @@ def register(sub) -> None:
     p.add_argument("--bars", choices=("free", "strict"), default="free",
                    help="strict: draw only tokens that keep every bar right and the repeats well formed, "
                         "renormalising over them (default free)")
-    p.add_argument("-f", "--format", choices=("abc", "tokens", "json", "midi"), default="abc", help="output format (default abc)")
-    p.add_argument("-o", "--out", default=None, help="output file (default stdout); for --format midi a directory")
+    p.add_argument("--form", default=None, metavar="PARTS",
+                   help="plan the sections: AABB (A twice, then B twice), AB, AAB, AABBCC, ABAC...; every part gets "
+                   "--form-bars bars, a repeated part closes with :| (or --endings); implies --bars strict. The model "
+                   "chooses how each part closes: --form-candidates closings are drawn and one kept in proportion to "
+                   "the model's probability of ending the section there (docs/generate.md)")
+    p.add_argument("--form-bars", type=int, default=8, metavar="N", help="bars a part (default 8; 16 for long airs)")
+    p.add_argument("--endings", type=int, default=0, metavar="N",
+                   help="repeated parts close with first and second endings of N bars each (|1 ... :| |2 ... |; default 0: :|)")
+    p.add_argument("--form-candidates", type=int, default=8, metavar="K",
+                   help="closings drawn per part end (default 8; 1: the closing bar line is forced, no choice)")
+    p.add_argument("--form-lookahead", type=int, default=2, metavar="BARS",
+                   help="the candidate closings start this many bars before a part's end (default 2)")
+    p.add_argument("-f", "--format", choices=tuple(FORMATS), default=None,
+                   help="output format (default: what -o's suffix names, else abc): abc, tokens (data_v2), json (lines), "
+                   "midi, wav (audio, fluidsynth), musicxml (MuseScore, Finale, Dorico), svg or pdf (a printed score, abcm2ps)")
+    p.add_argument("-o", "--out", default=None,
+                   help="output file (default stdout); its suffix sets the format: .abc, .txt (tokens), .json/.jsonl, "
+                   ".mid/.midi, .wav, .musicxml/.xml, .svg, .pdf (another suffix, or one -f disagrees with, is refused); "
+                   "a .mid .wav .musicxml .svg file holds one tune: for more, give a folder (no suffix, or one that "
+                   "exists) and -f midi, wav, musicxml or svg: one tune_00001.EXT... per tune")
     p.add_argument("--first-index", type=int, default=1, metavar="X",
                    help="number the tunes from X (ABC X: fields, titles, MIDI file names; default 1); "
                    "the tunes themselves depend on the seed only")
@@ -83,19 +104,61 @@ def register(sub) -> None:
     p.set_defaults(func=run_generate)
 
 
+def resolve_output(args) -> str:
+    """-f and -o -> the output format, set in `args.format`; `args.out_dir` is True when
+    -o is a folder (one file per tune). -o's suffix names the format (folkrnn.tune.FORMATS);
+    an unknown suffix, a -f that disagrees with it, or a one-tune file for several tunes
+    is refused."""
+    from folkrnn.tune import FORMATS, NOT_TEXT, ONE_TUNE, format_of, suffix_list
+
+    given, out = args.format, args.out
+    args.out_dir = False
+    if out is None or out == "-":
+        fmt = given or "abc"
+        if fmt in ONE_TUNE:
+            raise FolkRNNError(f"--format {fmt} needs -o DIR (one {FORMATS[fmt][0]} file per tune) "
+                               f"or -o FILE{FORMATS[fmt][0]} (one tune)")
+        if fmt in NOT_TEXT:
+            raise FolkRNNError(f"--format {fmt} needs -o FILE{FORMATS[fmt][0]}")
+    elif Path(out).is_dir() or out.endswith("/") or (not Path(out).suffix and given in ONE_TUNE):
+        if given not in ONE_TUNE:
+            raise FolkRNNError(f"-o {out} is a folder: a folder takes -f midi, wav, musicxml or svg (one file per tune); "
+                               f"{f'--format {given}' if given else 'other formats'} need -o FILE")
+        fmt = given
+        args.out_dir = True
+    elif Path(out).exists() and not Path(out).is_file():
+        fmt = given or "abc"  # a FIFO or a device (/dev/stdout): its name says nothing of the format
+    elif Path(out).suffix:
+        suffix = Path(out).suffix
+        fmt = format_of(out)
+        if fmt is None:
+            raise FolkRNNError(f"-o {out}: unknown suffix {suffix!r}; the format follows the suffix: {suffix_list()}")
+        if given is not None and given != fmt:
+            raise FolkRNNError(f"conflicting options: --format {given}, but -o {out} is a {fmt} file name "
+                               f"(drop -f, or give -o a {FORMATS[given][0]} name)")
+    else:
+        fmt = given or "abc"  # a file name without a suffix: -f says what goes in it
+    if fmt in ONE_TUNE and not args.out_dir and args.num_tunes > 1:
+        raise FolkRNNError(f"-o {out} holds one tune: for -n {args.num_tunes} give a folder, "
+                           f"-f {fmt} -o DIR (one {FORMATS[fmt][0]} file per tune)")
+    args.format = fmt
+    return fmt
+
+
 def check_options(args) -> None:
     """Refuse combinations that would be ignored or mislead, before any work is done."""
-    fmt = args.format
+    fmt = resolve_output(args)
     if args.prime is not None and args.prime_abc is not None:
         raise FolkRNNError("conflicting options: give --prime or --prime-abc, not both")
     if args.alternatives and fmt != "json":
         raise FolkRNNError("conflicting options: --alternatives needs --format json")
-    if fmt == "midi" and not args.out:
-        raise FolkRNNError("--format midi needs -o DIR (one .mid file per tune)")
     if args.wav and fmt != "midi":
         raise FolkRNNError("conflicting options: --wav needs --format midi")
-    if args.soundfont is not None and not args.wav:
-        raise FolkRNNError("conflicting options: --soundfont is only used with --wav")
+    if args.soundfont is not None and not (args.wav or fmt == "wav"):
+        raise FolkRNNError("conflicting options: --soundfont is only used with --wav or --format wav")
+    if args.program is not None and fmt in ("svg", "pdf"):
+        raise FolkRNNError(f"conflicting options: a printed score ({fmt}) has no instrument; --program applies to "
+                           "--format abc, json, midi, wav and musicxml")
     if args.beam is not None and args.beam < 1:
         raise FolkRNNError(f"--beam must be >= 1 (the beam width), got {args.beam}; leave it out to sample")
     if args.beam is not None and args.seed is not None:
@@ -103,11 +166,11 @@ def check_options(args) -> None:
     if fmt == "tokens":
         if args.key is not None and not _is_c(args.key):
             raise FolkRNNError("conflicting options: token output is always in C (the v2 convention); "
-                               "--key applies to --format abc, json and midi")
+                               "--key applies to the other formats")
         given = [o for o, v in (("--tempo", args.tempo), ("--program", args.program)) if v is not None]
         if given:
             raise FolkRNNError(f"conflicting options: token output has no tempo or instrument; {' and '.join(given)} "
-                               "apply to --format abc, json and midi")
+                               "apply to the other formats")
     if args.program is not None and not 0 <= args.program <= 127:
         raise FolkRNNError(f"--program must be 0-127, got {args.program}")
     if args.tempo is not None and not args.tempo > 0:
@@ -124,31 +187,59 @@ def _is_c(key: str) -> bool:
 
 
 def abc_prime(text: str) -> tuple[list[str], str | None]:
-    """--prime-abc: ABC text or a file name -> (tokens, tonic of its K: field or None)."""
-    from folkrnn.abc import tune_to_tokens
+    """--prime-abc: ABC text, a file name or FILE:X -> (tokens, tonic of its K: field or None).
+
+    A text of several tunes is refused unless one is named (FILE:X): the message lists
+    their X: numbers."""
+    from folkrnn.abc import read_abc
 
     one_line = "\n" not in text and "\\n" not in text
     looks_like_abc = re.search(r"(^|\\n|\n)[ \t]*[XK]:", text) is not None
+    where, want = "--prime-abc", None
     if one_line and not looks_like_abc:
-        # a file name (ABC text needs at least a K: field)
+        # a file name (ABC text needs at least a K: field), maybe with :X
         p = Path(text)
+        m = re.fullmatch(r"(.+):([^:/]+)", text)
+        if m and not p.exists():
+            p, want = Path(m.group(1)), m.group(2).strip()
+        where = f"--prime-abc {text}"
         try:
             text = p.read_text("utf-8")
         except FileNotFoundError:
-            raise FolkRNNError(f"--prime-abc {p}: no such file (give a file, or ABC text with a K: field)") from None
+            raise FolkRNNError(f"--prime-abc {p}: no such file (give a file, FILE:X, or ABC text with a K: field)") from None
         except (OSError, UnicodeDecodeError) as e:
             raise FolkRNNError(f"--prime-abc {p}: cannot read: {e}") from None
     else:
         text = text.replace("\\n", "\n")  # allow one-line ABC in a shell argument
-    try:
-        toks = tune_to_tokens(text, strict=False)
-    except FolkRNNError as e:
-        raise FolkRNNError(f"--prime-abc: {e}") from None
+    tunes = list(read_abc(text, strict=False))
+    if not tunes:
+        raise FolkRNNError(f"{where}: no tune found (an X: or K: field is needed)")
+    xs = [(t.x or "").strip() for t in tunes]
+    numbers = ", ".join(x for x in xs[:20] if x) + (" ..." if len(tunes) > 20 else "")
+    if want is not None:
+        pick = next((k for k, x in enumerate(xs) if x == want or (x.isdigit() and want.isdigit() and int(x) == int(want))),
+                    None)
+        if pick is None:
+            raise FolkRNNError(f"{where}: no tune with X:{want} (the X: numbers are {numbers or 'missing'})")
+    elif len(tunes) > 1:
+        if where == "--prime-abc":
+            raise FolkRNNError(f"--prime-abc: the ABC text holds {len(tunes)} tunes; give one (or a file and FILE:X)")
+        if not any(xs):
+            raise FolkRNNError(f"{where}: {len(tunes)} tunes and no X: fields to choose one by; give a file of one tune")
+        raise FolkRNNError(f"{where}: {len(tunes)} tunes (X: {numbers}); name the one to start from as FILE:X, "
+                           f"e.g. {where.removeprefix('--prime-abc ')}:{next(x for x in xs if x)}")
+    else:
+        pick = 0
+    tune = tunes[pick]
+    if tune.tokens is None:
+        raise FolkRNNError(f"{where}: rejected ({tune.reason}): {tune.detail}")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    end = tunes[pick + 1].line - 1 if pick + 1 < len(tunes) else len(lines)
     tonic = None
-    m = re.search(r"^[ \t]*K:[ \t]*([A-Ga-g][#b]?)", text, re.M)
+    m = re.search(r"^[ \t]*K:[ \t]*([A-Ga-g][#b]?)", "\n".join(lines[tune.line - 1:end]), re.M)
     if m:
         tonic = m.group(1).upper()[0] + m.group(1)[1:]
-    return toks, tonic
+    return list(tune.tokens), tonic
 
 
 def _intervention_hooks(model, ablate: list[str], clamp: list[str]) -> list:
@@ -186,32 +277,38 @@ def run_generate(args) -> int:
     key = key or "C"
     parse_key(key)  # a bad --key fails now, not after sampling
     prime = make_prime(prime_tokens, args.meter, args.mode)
-    if args.format == "midi":
+    if args.format in ("midi", "wav"):
         # Check the rendering tools before spending time on sampling.
         from folkrnn.midi import tune_to_midi
 
         tune_to_midi(["M:4/4", "K:Cmaj"], **_midi_options(args))
         if args.wav:
             _check_wav(args.soundfont)
+    if args.format in ("wav", "svg", "pdf"):
+        from folkrnn.tune import check_tools
+
+        check_tools(args.format, args.soundfont)
     ckpt = load(args.model)
     prime = with_meter_and_key(prime, ckpt.vocab)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     cfg = SampleConfig(
         num_tunes=args.num_tunes, temperature=args.temperature, seed=seed, top_k=args.top_k, top_p=args.top_p,
         prime=prime, max_length=args.max_length, batch_size=args.batch_size,
-        beam_width=beam, alternatives=args.alternatives, precision=args.precision, bars=args.bars,
+        beam_width=beam, alternatives=args.alternatives, precision=args.precision, bars=args.bars, form=_form(args),
     )
     compile_prime(ckpt.vocab, cfg.prime)  # unknown prime tokens fail before anything is generated
     settings = Settings(
         model=model_name(args.model), seed=None if beam else seed, temperature=cfg.temperature, top_k=cfg.top_k,
         top_p=cfg.top_p, prime=" ".join(cfg.prime), max_length=cfg.max_length, beam=beam or None, key=key,
-        precision=cfg.precision, bars=cfg.bars, tempo=args.tempo, program=args.program, first_x=args.first_index,
+        precision=cfg.precision, bars=cfg.bars, form=_form_flags(args), tempo=args.tempo, program=args.program, first_x=args.first_index,
         interventions=" ".join([f"--ablate {a}" for a in args.ablate] + [f"--clamp {c}" for c in args.clamp]),
     )
     hooks = _intervention_hooks(ckpt.model, args.ablate, args.clamp)
     tunes = sample(ckpt.model, ckpt.vocab, cfg, progress=not args.no_progress, hooks=hooks or None)
-    if args.format == "midi":
-        return _write_midi(args, tunes, key)
+    if args.format in ("midi", "wav", "musicxml", "svg"):
+        return _write_tune_files(args, tunes, settings)
+    if args.format == "pdf":
+        return _write_pdf(args, tunes, settings)
     n_trunc = 0
     skipped: list[int] = []
     with streamed_output(args.out, "generate") as f:
@@ -241,6 +338,35 @@ def run_generate(args) -> int:
     return 0
 
 
+def _form(args):
+    """--form and its knobs -> a sample.Form, or None; knobs without --form are refused."""
+    from folkrnn.sample import Form
+
+    knobs = [f"--{k.replace('_', '-')}" for k, d in (("form_bars", 8), ("endings", 0), ("form_candidates", 8),
+                                                     ("form_lookahead", 2)) if getattr(args, k) != d]
+    if args.form is None:
+        if knobs:
+            raise FolkRNNError(f"conflicting options: {', '.join(knobs)} need --form")
+        return None
+    if args.beam is not None:
+        raise FolkRNNError("conflicting options: --form samples; beam search cannot follow a form")
+    lookahead = args.form_lookahead if args.form_lookahead != 2 else max(1, min(2, args.form_bars - 1))
+    return Form.parse(args.form, bars=args.form_bars, endings=args.endings, candidates=args.form_candidates,
+                      lookahead=lookahead)
+
+
+def _form_flags(args) -> str:
+    """The --form options as typed again (for the tune's `%` comment and the studio's command)."""
+    if args.form is None:
+        return ""
+    out = [f"--form {args.form.upper()}"]
+    for flag, k, d in (("--form-bars", "form_bars", 8), ("--endings", "endings", 0), ("--form-candidates", "form_candidates", 8),
+                       ("--form-lookahead", "form_lookahead", 2)):
+        if getattr(args, k) != d:
+            out.append(f"{flag} {getattr(args, k)}")
+    return " ".join(out)
+
+
 def _midi_options(args) -> dict:
     from folkrnn.midi import DEFAULT_PROGRAM, DEFAULT_TEMPO
 
@@ -259,40 +385,112 @@ def _check_wav(soundfont) -> None:
         raise FolkRNNError("--wav needs a General MIDI soundfont (e.g. apt-get install fluid-soundfont-gm, or --soundfont FILE)")
 
 
-def _remove_stale(out: Path, written: set[str]) -> None:
-    stale = [p for p in out.iterdir() if MIDI_NAME.fullmatch(p.name) and p.name not in written]
+def _remove_stale(out: Path, written: set[str], fmt: str) -> None:
+    stale = [p for p in out.iterdir() if TUNE_FILE.fullmatch(p.name) and p.suffix[1:] in STALE[fmt] and p.name not in written]
     for p in stale:
         p.unlink()
     if stale:
         print(f"folkrnn generate: removed {len(stale)} tune file(s) an earlier run had left in {out}", file=sys.stderr)
 
 
-def _write_midi(args, tunes, key: str) -> int:
-    """One tune_XXXXX.mid (and .wav) per tune in DIR; files of that name this run did not
-    write (left by an earlier, larger run) are removed at the end, even after Ctrl-C."""
+def _tune_file(args, tune, settings, path: Path) -> list[Path]:
+    """Write one tune to `path` in args.format (a .mid also gets its .wav with --wav);
+    the files written. FolkRNNError when this tune cannot be written so."""
+    from folkrnn import tune as T
+    from folkrnn.files import atomic_write
+    from folkrnn.generated import abc_or_error
     from folkrnn.midi import key_shift, render_wav, write_midi
 
-    from folkrnn.files import make_dir
+    x = settings.first_x + tune.index
+    title = settings.title.format(x=x)
+    if args.format == "midi":
+        write_midi(path, tune.tokens, transpose=key_shift(settings.key), title=title, **_midi_options(args))
+        if not args.wav:
+            return [path]
+        render_wav(path, path.with_suffix(".wav"), args.soundfont)
+        return [path, path.with_suffix(".wav")]
+    if args.format == "wav":
+        data = T.wav(tune.tokens, settings.key, args.tempo, args.program, args.soundfont)
+    elif args.format == "musicxml":
+        data = T.musicxml(tune.tokens, settings.key, title, args.tempo, args.program, composer="folk-rnn")
+    else:
+        abc, err = abc_or_error(tune, settings)
+        if abc is None:
+            raise FolkRNNError(f"not writable as ABC, so not printable: {err}")
+        data = T.svg(abc).encode("utf-8")
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return [path]
 
-    out = make_dir(args.out, "folder for the MIDI files (--format midi writes one file per tune)")
-    shift = key_shift(key)
-    opts = _midi_options(args)
+
+def _write_tune_files(args, tunes, settings) -> int:
+    """-f midi, wav, musicxml, svg: the one file -o names (-n 1), or one tune_XXXXX.EXT
+    per tune in the folder -o names; there, files of that name and kind this run did not
+    write (left by an earlier, larger run) are removed at the end, even after Ctrl-C, and
+    a tune that cannot be written so is left out with a note."""
+    from folkrnn.files import make_dir
+    from folkrnn.tune import FORMATS
+
+    fmt, ext = args.format, FORMATS[args.format][0]
+    out = make_dir(args.out, f"folder for the {fmt} files (one per tune)") if args.out_dir else Path(args.out)
     written: set[str] = set()
-    n = 0
+    skipped: list[str] = []
+    n = n_trunc = 0
     try:
         for tune in tunes:
-            x = args.first_index + tune.index
-            path = out / f"tune_{x:05d}.mid"
-            write_midi(path, tune.tokens, transpose=shift, title=f"folk-rnn tune #{x}", **opts)
-            written.add(path.name)
-            if args.wav:
-                render_wav(path, path.with_suffix(".wav"), args.soundfont)
-                written.add(path.with_suffix(".wav").name)
+            n_trunc += tune.truncated
+            x = settings.first_x + tune.index
+            try:
+                paths = _tune_file(args, tune, settings, out / f"tune_{x:05d}{ext}" if args.out_dir else out)
+            except FolkRNNError as e:
+                if not args.out_dir:
+                    raise
+                skipped.append(f"tune {x}: {e}")
+                continue
+            written.update(p.name for p in paths)
             n += 1
     except KeyboardInterrupt:
-        _remove_stale(out, written)
-        print(f"folkrnn generate: interrupted; kept {n} finished tune(s) in {out}", file=sys.stderr)
+        if args.out_dir:
+            _remove_stale(out, written, fmt)
+            print(f"folkrnn generate: interrupted; kept {n} finished tune(s) in {out}", file=sys.stderr)
         raise
-    _remove_stale(out, written)
-    print(f"folkrnn generate: wrote {n} MIDI file(s){' and WAV' if args.wav else ''} to {out}", file=sys.stderr)
+    if args.out_dir:
+        _remove_stale(out, written, fmt)
+    if n_trunc:
+        print(f"folkrnn generate: {n_trunc} tune(s) hit the length cap of {settings.max_length} tokens", file=sys.stderr)
+    for note in skipped[:10]:
+        print(f"folkrnn generate: left out {note}", file=sys.stderr)
+    if not n:
+        raise FolkRNNError(f"no tune written: {skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+    if args.out_dir:
+        what = f"{n} {fmt.upper() if fmt != 'musicxml' else 'MusicXML'} file(s){' and WAV' if args.wav else ''}"
+        print(f"folkrnn generate: wrote {what} to {out}", file=sys.stderr)
+    else:
+        print(f"folkrnn generate: wrote {', '.join(sorted(written))}", file=sys.stderr)
+    return 0
+
+
+def _write_pdf(args, tunes, settings) -> int:
+    """-f pdf: every tune in one printed score (abcm2ps, ps2pdf), written when all are done."""
+    from folkrnn.files import atomic_write
+    from folkrnn.generated import abc_or_error
+    from folkrnn.tune import pdf
+
+    abcs, skipped = [], []
+    n_trunc = 0
+    for tune in tunes:
+        n_trunc += tune.truncated
+        abc, err = abc_or_error(tune, settings)
+        if abc is None:
+            skipped.append(f"tune {settings.first_x + tune.index}: not writable as ABC: {err}")
+        else:
+            abcs.append(abc)
+    if not abcs:
+        raise FolkRNNError(f"no tune written: {skipped[0]}")
+    data = pdf("\n".join(abcs))
+    atomic_write(args.out, lambda tmp: Path(tmp).write_bytes(data))
+    if n_trunc:
+        print(f"folkrnn generate: {n_trunc} tune(s) hit the length cap of {settings.max_length} tokens", file=sys.stderr)
+    for note in skipped[:10]:
+        print(f"folkrnn generate: left out {note}", file=sys.stderr)
+    print(f"folkrnn generate: wrote {len(abcs)} tune(s) to {args.out}", file=sys.stderr)
     return 0

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from folkrnn.sample.beam import beam_search
 from folkrnn.sample.config import MAX_LENGTH, PRECISIONS, SampleConfig, Tune
+from folkrnn.sample.form import Form
 from folkrnn.sample.generate import sample
 from folkrnn.sample.prime import (
     KEY_WILDCARD, METER_WILDCARD, MODE_NAMES, WILDCARD, base_allowed, compile_prime, make_prime, parse_meter, parse_mode,
@@ -44,7 +45,7 @@ from folkrnn.sample.score import Scored, score_tunes
 from folkrnn.sample.step import HookedStepper, Stepper, auto_threads
 
 __all__ = [
-    "KEY_WILDCARD", "MAX_LENGTH", "METER_WILDCARD", "MODE_NAMES", "PRECISIONS", "WILDCARD", "HookedStepper", "SampleConfig",
+    "KEY_WILDCARD", "MAX_LENGTH", "METER_WILDCARD", "MODE_NAMES", "PRECISIONS", "WILDCARD", "Form", "HookedStepper", "SampleConfig",
     "Scored", "Stepper", "Tune", "auto_threads", "base_allowed", "beam_search", "compile_prime", "draw",
     "filter_logits", "make_prime", "parse_meter", "parse_mode", "sample", "score_tunes", "softmax", "uniforms",
 ]

@@ -21,7 +21,8 @@ class SampleConfig:
     `top_k`, `top_p` and `alternatives` must keep their defaults). `alternatives` = K
     records the K most probable tokens (under softmax(logits / temperature)) at every
     position. `precision` bf16 / int8 trades exactness for speed (see `Stepper`).
-    `bars="strict"` draws only tokens that keep every bar right (`folkrnn.strict`)."""
+    `bars="strict"` draws only tokens that keep every bar right (`folkrnn.strict`); `form`
+    (a `folkrnn.sample.form.Form`) also plans where sections end, on top of it."""
 
     num_tunes: int = 1
     temperature: float = 1.0
@@ -35,8 +36,19 @@ class SampleConfig:
     alternatives: int = 0
     precision: str = "fp32"
     bars: str = "free"
+    form: object | None = None  # a folkrnn.sample.form.Form: plan the sections (implies bars="strict")
 
     def __post_init__(self) -> None:
+        if self.form is not None:
+            from folkrnn.sample.form import Form
+
+            if not isinstance(self.form, Form):
+                raise FolkRNNError(f"form must be a folkrnn.sample.form.Form, got {type(self.form).__name__}")
+            if self.beam_width:
+                raise FolkRNNError("conflicting options: --form samples; beam search cannot follow a form")
+            if self.alternatives:
+                raise FolkRNNError("conflicting options: --form does not record --alternatives")
+            object.__setattr__(self, "bars", "strict")  # the plan narrows --bars strict's tokens
         if self.bars not in BARS_MODES:
             raise FolkRNNError(f"bars must be one of {', '.join(BARS_MODES)}, got {self.bars!r}")
         if self.precision not in PRECISIONS:

@@ -56,6 +56,11 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
     model.eval()
     prime = compile_prime(vocab, cfg.prime)
     step = HookedStepper(model, cfg.precision) if hooked else Stepper(model, cfg.precision)
+    if cfg.form is not None:
+        from folkrnn.sample.form import sample_form
+
+        yield from sample_form(model, vocab, cfg, step, progress)
+        return
     n, L, V = cfg.num_tunes, cfg.max_length, len(vocab)
     P = len(prime.fixed)
     eos = vocab.eos
