@@ -173,7 +173,7 @@ def test_score(models, capsys, tmp_path):
     rc, out, err = run(capsys, "score", "-m", str(models["rand"]), str(f), "--no-progress")
     assert rc == 0, err
     docs = [json.loads(l) for l in out.splitlines()]
-    assert [d["index"] for d in docs] == [0, 1]
+    assert [d["index"] for d in docs] == [1, 2]  # place in the input, from 1 (tests/test_numbering.py)
     assert docs[0]["tokens"] == ["M:6/8", "K:Cmaj", "|:", "G", "c", "c", ":|", "</s>"]
     assert len(docs[0]["logprobs"]) == 8 and all(lp <= 0 for lp in docs[0]["logprobs"])
     assert docs[0]["total_nll"] == pytest.approx(-sum(docs[0]["logprobs"]), abs=1e-4)

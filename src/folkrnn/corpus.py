@@ -29,8 +29,8 @@ import os
 import platform
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -650,12 +650,16 @@ def build_corpus(
     max_examples: int = 5,
     progress: bool | None = None,
     repair: RepairConfig | None = None,
+    recorded: Mapping[tuple[str, int], tuple[str, ...]] | None = None,
 ) -> CorpusResult:
     """Read `sources` (default `DEFAULT_SOURCES`) into one deduplicated v2 corpus.
 
     `repair`: read ABC sources (files, folders, music21 collections) with the repairs
     of `folkrnn.repair` (bar lines restored at line breaks, the mode read from the
     notes, and rejection of what stays wrong); None reads them as written.
+    `recorded`: tokens to use instead of the reader's for the tunes it names by
+    (file as in the report, line where the tune starts), whatever the reader made of
+    them (see `build_as_trained`); the report counts them under `recorded_tunes`.
 
     Every source is resolved before any is read, so a typo fails fast. Kept tunes are
     validated against `vocab` (default: the v2 vocabulary) whatever their source.
@@ -674,10 +678,14 @@ def build_corpus(
     tunes: list[tuple[str, ...]] = []
     first_seen: dict[tuple[str, ...], dict] = {}
     all_stats: list[_Stats] = []
+    used: set[tuple[str, int]] = set()
     for source in resolved:
         stats = _Stats(source, max_examples)
         all_stats.append(stats)
         for t in _iter_source(source, progress, repair):
+            if recorded is not None and (t.file, t.line) in recorded:
+                used.add((t.file, t.line))
+                t = replace(t, tokens=tuple(recorded[t.file, t.line]), reason=None, detail=None)
             stats.seen(t)
             if t.tokens is None:
                 reason = t.reason or "unexplained"
@@ -720,6 +728,9 @@ def build_corpus(
         },
         "per_source": per_source,
     }
+    if recorded is not None:
+        report["recorded_tunes"] = {"given": len(recorded), "used": len(used),
+                                    "not_found": [f"{f}:{line}" for f, line in sorted(set(recorded) - used)]}
     if repair is not None:
         rekeyed: Counter = Counter()
         for s in all_stats:
@@ -732,6 +743,71 @@ def build_corpus(
             "rekeyed_by_key": dict(_sorted_counts(rekeyed)),
         }
     return CorpusResult(tunes, report)
+
+
+# -- the file a model learned from -------------------------------------------------------
+
+AS_TRAINED_FORMAT = "folkrnn-as-trained"
+
+
+@dataclass(frozen=True)
+class AsTrained:
+    """How to rebuild a recorded training file: its sources, and the recorded tokens of the
+    tunes that today's reader reads differently from the reader that wrote the file."""
+
+    name: str  # the JSON file in folkrnn/data it comes from
+    sha256: str
+    tunes: int
+    tokens: int
+    sources: tuple[str, ...]
+    recorded_with: dict
+    recorded: dict[tuple[str, int], tuple[str, ...]]
+
+
+def recorded_training_files() -> list[AsTrained]:
+    """The recipes shipped in `folkrnn/data/as_trained_*.json`."""
+    from importlib import resources
+
+    out = []
+    for ref in sorted(resources.files("folkrnn.data").iterdir(), key=lambda r: r.name):
+        if not (ref.name.startswith("as_trained_") and ref.name.endswith(".json")):
+            continue
+        doc = json.loads(ref.read_text("utf-8"))
+        if doc.get("format") != AS_TRAINED_FORMAT or doc.get("version") != 1:
+            raise FolkRNNError(f"folkrnn/data/{ref.name}: not a version 1 {AS_TRAINED_FORMAT} file")
+        recorded = {(t["file"], int(t["line"])): tuple(t["tokens"].split()) for t in doc["tunes_patched"]}
+        out.append(AsTrained(ref.name, doc["sha256"], doc["tunes"], doc["tokens"], tuple(doc["sources"]),
+                             doc.get("recorded_with", {}), recorded))
+    return out
+
+
+def build_as_trained(sha256: str, *, max_examples: int = 5, progress: bool | None = None) -> CorpusResult:
+    """Rebuild, bit for bit, the training file whose sha256 a model records.
+
+    Reads the recorded sources with today's reader, uses the recorded tokens of the tunes
+    it reads differently, and checks the file's sha256: a FolkRNNError (one line) if
+    nothing is recorded for `sha256` or the result differs (another music21 version, or
+    a reader changed since the recipe was recorded). The report gains `as_trained`.
+    """
+    recipes = {r.sha256: r for r in recorded_training_files()}
+    recipe = recipes.get(sha256)
+    if recipe is None:
+        known = ", ".join(f"{k[:16]}..." for k in recipes) or "none"
+        raise FolkRNNError(f"no recorded recipe rebuilds the training file with sha256 {sha256[:16]}... "
+                           f"(recorded: {known})")
+    result = build_corpus(list(recipe.sources), max_examples=max_examples, progress=progress, recorded=recipe.recorded)
+    digest = sha256_bytes(result.text().encode("utf-8"))
+    if digest != sha256:
+        then = recipe.recorded_with.get("music21", "?")
+        missing = result.report["recorded_tunes"]["not_found"]
+        why = f"{len(missing)} recorded tune(s) not found, e.g. {missing[0]}; " if missing else ""
+        raise FolkRNNError(
+            f"the rebuilt training file has sha256 {digest[:16]}..., not the recorded {sha256[:16]}... "
+            f"({len(result.tunes)} tunes, {result.report['totals']['tokens']} tokens; recorded {recipe.tunes}, "
+            f"{recipe.tokens}); {why}music21 {result.report['provenance']['music21']} here, {then} when recorded; nothing written")
+    result.report["as_trained"] = {"recipe": recipe.name, "sha256": sha256, "recorded_tunes": len(recipe.recorded),
+                                   "recorded_with": recipe.recorded_with}
+    return result
 
 
 def format_summary(report: dict, top: int = 3) -> str:

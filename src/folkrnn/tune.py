@@ -255,14 +255,20 @@ def musicxml_score(tokens: Sequence[str], key: str = "C", title: str | None = No
         if i in sounding and 0 <= e < len(notes) and kind(tok) == "pitch":
             p = parse_pitch(tok)
             if all(q.midi != sounding[i] for q in notes[e]):  # a chord's note written twice sounds once
-                notes[e].append(pitch.Pitch(step=p.letter, octave=p.octave, accidental=sounding[i] - p.midi("")))
+                # no natural sign object where nothing is altered: music21 would print it
+                alter = sounding[i] - p.midi("")
+                notes[e].append(pitch.Pitch(step=p.letter, octave=p.octave, accidental=alter or None))
     spans = [(b.first_event, b.end_event) for b in s.bars] or [(0, len(s.ev_dur))]
     part = stream.Part()
     if program is not None:
         part.insert(0, instrument.instrumentFromMidiProgram(program))
     measures = []
+    # a short first bar before others is a pickup: measure 0, not counted (implicit="yes")
+    pickup = len(s.bars) > 1 and s.bars[0].length < s.bars[0].expected
     for b, (lo, hi) in enumerate(spans):
-        m = stream.Measure(number=b + 1)
+        m = stream.Measure(number=b + (0 if pickup else 1))
+        if pickup and b == 0:
+            m.showNumber = stream.enums.ShowNumber.NEVER
         if b == 0:
             m.append(meter.TimeSignature(s.meter[2:]))
             m.append(m21key.Key("C", _MODES[s.key]))
@@ -296,7 +302,8 @@ def musicxml_score(tokens: Sequence[str], key: str = "C", title: str | None = No
     # music21's makeNotation without makeTies, which would move a wrong bar's overflow
     # into the next bar: each bar keeps the notes the tune puts in it.
     part.splitAtDurations(recurse=True)
-    makeNotation.makeAccidentalsInMeasureStream(part, useKeySignature=True)
+    # as ABC does: an accidental holds to the bar line, so it is not printed again in the bar
+    makeNotation.makeAccidentalsInMeasureStream(part, useKeySignature=True, cautionaryNotImmediateRepeat=False)
     for m in part.getElementsByClass(stream.Measure):
         makeNotation.splitElementsToCompleteTuplets(m, recurse=True, addTies=True)
         makeNotation.consolidateCompletedTuplets(m, recurse=True, onlyIfTied=True)
@@ -456,7 +463,9 @@ class Tune:
                  f'<pre class="folkrnn-abc">{html.escape(self.abc)}</pre>']
         if find_abcjs() is not None:
             parts.append(_abcjs_library())
-            parts.append(_RENDER % (json.dumps(uid), json.dumps(self.abc).replace("</", "<\\/")))
+            # no "<" in the script at all: a title such as "<!--" or "</script>" cannot end it or
+            # change how the page reads it
+            parts.append(_RENDER % (json.dumps(uid), json.dumps(self.abc).replace("<", "\\u003c")))
         try:
             parts.append(self._player_html())
         except FolkRNNError as e:  # not even MIDI: a sequence that is no transcription

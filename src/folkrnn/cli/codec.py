@@ -31,7 +31,8 @@ def register(sub) -> None:
         help="folk-rnn v2 tokens (data_v2 file) -> ABC",
         description="Write each transcription of a data_v2 file as a standard ABC tune (X, T, M, L:1/8, K).",
     )
-    p.add_argument("file", metavar="FILE", help="data_v2 token file ('-' for stdin)")
+    p.add_argument("file", metavar="TOKEN_FILE",
+                   help="a data_v2 token file, as `folkrnn tokenize` or `generate -f tokens` writes it ('-' for stdin)")
     p.add_argument("--key", default="C", help="tonic to write the tunes in, e.g. D, F#, Bb (default C)")
     p.add_argument("--title", default="folkrnn tune", help="title prefix (default 'folkrnn tune'; the tune number is added)")
     p.add_argument("-o", "--output", metavar="OUT", help="write the ABC here instead of stdout")

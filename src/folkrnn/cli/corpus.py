@@ -1,9 +1,12 @@
-"""`folkrnn corpus`: build a data_v2 training file (and a report) from tune sources."""
+"""`folkrnn corpus`: build a data_v2 training file (and a report) from tune sources, or
+rebuild the one a model learned from (`--as-trained`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -16,7 +19,8 @@ def register(sub) -> None:
             "Read SOURCEs (music21 folk collections by name, .abc files, folders of .abc files, "
             "thesession.org tunes.json/tunes.csv dumps, data_v2 token files), keep the tunes that "
             "fit the v2 vocabulary, drop exact duplicates, and write them in data_v2 format. "
-            f"Default sources: {' '.join(DEFAULT_SOURCES)}."
+            f"Default sources: {' '.join(DEFAULT_SOURCES)}. With --as-trained -m MODEL, rebuild instead the very "
+            "file MODEL learned from (its sha256 is checked against the one MODEL records)."
         ),
     )
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="where to read tunes (default: the music21 folk collections)")
@@ -30,6 +34,14 @@ def register(sub) -> None:
              "whose notes plainly disagree with its signature), reject-bars (reject a tune whose bars still do not "
              "add up), reject-mode (reject a tune whose notes plainly say a mode v2 lacks)",
     )
+    p.add_argument(
+        "--as-trained", action="store_true",
+        help="rebuild the training file MODEL (-m) learned from, bit for bit: today's reader plus the recorded tokens "
+             "of the tunes it reads differently (folkrnn/data/as_trained_*.json); exit 2 if the sha256 differs from "
+             "MODEL's record (e.g. another music21 version). Takes no SOURCE and no --repair",
+    )
+    p.add_argument("-m", "--model", default=None, metavar="MODEL",
+                   help="with --as-trained: `default` (the shipped model) or a .safetensors checkpoint (default: default)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
     p.set_defaults(func=run)
 
@@ -40,9 +52,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.examples < 0:
         raise FolkRNNError(f"--examples must be 0 or more, got {args.examples}")
-    repair = parse_repair(args.repair) if args.repair is not None else None
-    result = build_corpus(args.sources or None, max_examples=args.examples, progress=False if args.quiet else None,
-                          repair=repair)
+    if args.as_trained:
+        if args.sources or args.repair is not None:
+            raise FolkRNNError("--as-trained takes no SOURCE and no --repair: the model's record says what to read")
+        from folkrnn.corpus import build_as_trained
+
+        result = build_as_trained(training_sha256(args.model or "default"), max_examples=args.examples,
+                                  progress=False if args.quiet else None)
+    elif args.model is not None:
+        raise FolkRNNError("-m/--model goes with --as-trained")
+    else:
+        repair = parse_repair(args.repair) if args.repair is not None else None
+        result = build_corpus(args.sources or None, max_examples=args.examples,
+                              progress=False if args.quiet else None, repair=repair)
     kept = len(result.tunes)
     if not args.quiet:
         print(format_summary(result.report))
@@ -60,8 +82,54 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         result.write_report(args.report, output={"path": args.output, "sha256": digest, "tunes": kept})
     if not args.quiet:
-        print(f"wrote {kept} transcriptions to {args.output}" + (f", report {args.report}" if args.report else ""), file=sys.stderr)
+        print(f"wrote {kept} transcriptions to {args.output}" + (f", report {args.report}" if args.report else "")
+              + (f"; sha256 {digest} as {args.model or 'default'} records" if args.as_trained else ""),
+              file=sys.stderr)
     return 0
+
+
+def training_sha256(model: str) -> str:
+    """The sha256 of the training file `model` (`default` or a checkpoint) records; FolkRNNError if none."""
+    from folkrnn.checkpoint import read_metadata
+    from folkrnn.errors import FolkRNNError
+    from folkrnn.load import is_pickle, resolve_model_path
+
+    path = resolve_model_path(model)
+    if is_pickle(path):
+        raise FolkRNNError(f"{model}: a Lasagne pickle records no training file")
+    data = (read_metadata(path).get("training") or {}).get("data") or {}
+    sha = data.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise FolkRNNError(f"{model}: the checkpoint records no sha256 of its training file")
+    return sha
+
+
+def cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/folkrnn` (default ~/.cache/folkrnn)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "folkrnn"
+
+
+def cached_training_corpus(model: str, command: str) -> Path:
+    """The training file `model` learned from, rebuilt once (`--as-trained`) into the cache
+    folder and reused while its sha256 still matches; one line on stderr says which."""
+    from folkrnn.corpus import build_as_trained
+    from folkrnn.errors import FolkRNNError
+    from folkrnn.files import sha256_file
+
+    sha = training_sha256(model)
+    path = cache_dir() / f"training-{sha[:16]}.txt"
+    if path.is_file() and sha256_file(path) == sha:
+        print(f"folkrnn {command}: {model}'s training corpus is {path} (cached)", file=sys.stderr)
+        return path
+    print(f"folkrnn {command}: building {model}'s training corpus (`folkrnn corpus --as-trained -m {model}`) "
+          f"into {path}, once", file=sys.stderr)
+    result = build_as_trained(sha, progress=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FolkRNNError(f"{path.parent}: cannot make the cache folder: {e.strerror or e}") from None
+    result.write(path)
+    return path
 
 
 REPAIRS = ("bars", "mode", "reject-bars", "reject-mode")

@@ -26,13 +26,17 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("file", metavar="FILE", help="data_v2 token file or ABC file")
-    p.add_argument("--against", metavar="CORPUS", help="reference corpus (data_v2 or ABC) for divergence and novelty")
+    p.add_argument("--against", metavar="CORPUS",
+                   help="reference corpus (data_v2 or ABC) for divergence and novelty; `default`: the shipped "
+                        "model's training corpus, rebuilt once into ~/.cache/folkrnn (`./default` for a file of that name)")
     p.add_argument("--json", metavar="OUT", help="write per-tune and aggregate results as JSON ('-' = stdout)")
     p.add_argument("--plots", metavar="DIR", help="write PNG figures of the distributions into DIR")
     p.add_argument("--copy-run", type=int, default=16, metavar="N", help="a tune copies if it shares N+ tokens in a row with a reference tune (default 16)")
     p.add_argument("--ngram", type=int, default=8, metavar="N", help="n-gram size of the novelty index (default 8)")
     p.add_argument("--same-part", type=float, default=0.5, metavar="S", help="similarity from which two sections get the same letter (default 0.5)")
-    p.add_argument("--tunes", action="store_true", help="also print one line per tune")
+    p.add_argument("--tunes", action="store_true",
+                   help="also print one line per tune: its place in FILE counted from 1 (rejected ABC tunes "
+                        "included, as `folkrnn score` numbers them), then for ABC its X: and title at the end")
     p.set_defaults(func=_evaluate)
 
     q = sub.add_parser(
@@ -58,6 +62,16 @@ def register(sub) -> None:
     q.set_defaults(func=_ngram)
 
 
+def tune_id(x: str | None, title: str | None) -> str:
+    """`  X:3 "Title"` for an ABC tune, "" when neither is known (data_v2 input).
+
+    >>> tune_id("3", "The Kesh"), tune_id(None, None)
+    ('  X:3 "The Kesh"', '')
+    """
+    out = f"  X:{x}" if x is not None else ""
+    return out + (f' "{title}"' if title else "")
+
+
 def _write_json(dest: str, obj) -> None:
     text = json.dumps(obj, indent=1, ensure_ascii=False)
     if dest == "-":
@@ -75,7 +89,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = EvaluateConfig(copy_run=args.copy_run, ngram=args.ngram, form=FormConfig(same_part=args.same_part))
     if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
         raise FolkRNNError(f"--plots {args.plots}: exists and is not a directory")
-    ev = evaluate_file(args.file, against=args.against, config=config, progress=True)
+    against = args.against
+    if against == "default":
+        from folkrnn.cli.corpus import cached_training_corpus
+
+        against = str(cached_training_corpus("default", "evaluate"))
+    ev = evaluate_file(args.file, against=against, config=config, progress=True)
     out = sys.stderr if args.json == "-" else sys.stdout
     if args.tunes:
         from folkrnn.evaluate.plots import PC_NAMES
@@ -83,9 +102,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         for r in ev.reports:
             nov = f" run={r.extra['longest_run']}" if "longest_run" in r.extra else ""
             print(
-                f"{r.index + 1:5d} {r.meter:7s} {r.mode:7s} bars {r.bars_right:3d}/{r.bars:<3d} "
+                f"{r.number:5d} {r.meter:7s} {r.mode:7s} bars {r.bars_right:3d}/{r.bars:<3d} "
                 f"form {r.pattern or '-':8s} ends {'-' if r.final_cadence is None else PC_NAMES[r.final_cadence]:6s} "
-                f"repeats {'ok' if r.repeats_ok else 'BAD'}{nov}",
+                f"repeats {'ok' if r.repeats_ok else 'BAD'}{nov}{tune_id(r.x, r.title)}",
                 file=out,
             )
         print(file=out)
@@ -104,7 +123,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             ev.distributions,
             ev.reference.distributions if ev.reference else None,
             label=Path(args.file).name,
-            ref_label=Path(args.against).name if args.against else "reference",
+            ref_label=Path(against).name if against else "reference",
             divergence=ev.reference.divergence if ev.reference else None,
         )
         print(f"wrote {len(paths)} plots to {args.plots}", file=sys.stderr)

@@ -68,6 +68,12 @@ def register(sub) -> None:
                    help="closings drawn per part end (default 8; 1: the closing bar line is forced, no choice)")
     p.add_argument("--form-lookahead", type=int, default=2, metavar="BARS",
                    help="the candidate closings start this many bars before a part's end (default 2)")
+    p.add_argument("--type", default=None, metavar="TYPE", dest="tune_type",
+                   help="a tune type: reel, jig, slip-jig, hornpipe, polka, slide, waltz, march or air; sets the meter, "
+                   "the form (--form, e.g. AABB of 8 bars; --form none for no plan) and the rhythmic feel learned from "
+                   "the corpus's tunes of that type (docs/generate.md)")
+    p.add_argument("--feel", type=float, default=1.0, metavar="S",
+                   help="with --type: strength of the type's rhythmic feel (0 = off, 1 = the corpus's; default 1)")
     p.add_argument("-f", "--format", choices=tuple(FORMATS), default=None,
                    help="output format (default: what -o's suffix names, else abc): abc, tokens (data_v2), json (lines), "
                    "midi, wav (audio, fluidsynth), musicxml (MuseScore, Finale, Dorico), svg or pdf (a printed score, abcm2ps)")
@@ -276,7 +282,12 @@ def run_generate(args) -> int:
             key = key or tonic
     key = key or "C"
     parse_key(key)  # a bad --key fails now, not after sampling
-    prime = make_prime(prime_tokens, args.meter, args.mode)
+    ttype = _tune_type(args)
+    meter = args.meter if ttype is None or args.meter is not None else ttype.meter.removeprefix("M:")
+    if ttype is not None and args.meter is not None and f"M:{args.meter}".replace("M:M:", "M:") != ttype.meter:
+        raise FolkRNNError(f"conflicting options: --type {ttype.name} is in {ttype.meter.removeprefix('M:')}, "
+                           f"not --meter {args.meter}")
+    prime = make_prime(prime_tokens, meter, args.mode)
     if args.format in ("midi", "wav"):
         # Check the rendering tools before spending time on sampling.
         from folkrnn.midi import tune_to_midi
@@ -295,6 +306,7 @@ def run_generate(args) -> int:
         num_tunes=args.num_tunes, temperature=args.temperature, seed=seed, top_k=args.top_k, top_p=args.top_p,
         prime=prime, max_length=args.max_length, batch_size=args.batch_size,
         beam_width=beam, alternatives=args.alternatives, precision=args.precision, bars=args.bars, form=_form(args),
+        logit_bias=ttype.bias_vector(ckpt.vocab, args.feel) if ttype is not None else None,
     )
     compile_prime(ckpt.vocab, cfg.prime)  # unknown prime tokens fail before anything is generated
     settings = Settings(
@@ -338,9 +350,29 @@ def run_generate(args) -> int:
     return 0
 
 
+def _tune_type(args):
+    """--type -> a sample.types.TuneType (its form becomes --form unless one is given), or None."""
+    from folkrnn.sample.types import check_feel, tune_type
+
+    check_feel(args.feel)
+    if args.tune_type is None:
+        if args.feel != 1.0:
+            raise FolkRNNError("conflicting options: --feel needs --type")
+        return None
+    t = tune_type(args.tune_type)
+    if args.form is None:
+        args.form = t.form
+        if args.form_bars == 8:
+            args.form_bars = t.bars
+    return t
+
+
 def _form(args):
     """--form and its knobs -> a sample.Form, or None; knobs without --form are refused."""
     from folkrnn.sample import Form
+
+    if args.form is not None and args.form.strip().lower() == "none":
+        args.form = None
 
     knobs = [f"--{k.replace('_', '-')}" for k, d in (("form_bars", 8), ("endings", 0), ("form_candidates", 8),
                                                      ("form_lookahead", 2)) if getattr(args, k) != d]
@@ -356,10 +388,13 @@ def _form(args):
 
 
 def _form_flags(args) -> str:
-    """The --form options as typed again (for the tune's `%` comment and the studio's command)."""
+    """The --type and --form options as typed again (for the tune's `%` comment and the studio's command)."""
+    out = []
+    if args.tune_type is not None:
+        out.append(f"--type {args.tune_type.lower()}" + (f" --feel {args.feel:g}" if args.feel != 1.0 else ""))
     if args.form is None:
-        return ""
-    out = [f"--form {args.form.upper()}"]
+        return " ".join(out) + (" --form none" if out else "")
+    out.append(f"--form {args.form.upper()}")
     for flag, k, d in (("--form-bars", "form_bars", 8), ("--endings", "endings", 0), ("--form-candidates", "form_candidates", 8),
                        ("--form-lookahead", "form_lookahead", 2)):
         if getattr(args, k) != d:

@@ -16,7 +16,9 @@ from folkrnn.errors import FolkRNNError
 
 def register(sub) -> None:
     p = sub.add_parser("score", help="log-probability of every token of some transcriptions under a model",
-                       description="Print one JSON line per tune: tokens (ending with </s>), the log-probability of "
+                       description="Print one JSON line per tune: index (the tune's place in FILE counted from 1, "
+                       "skipped ABC tunes included, as `folkrnn evaluate --tunes` numbers them), x and title (ABC's X: "
+                       "and T: fields; null for data_v2 input), tokens (ending with </s>), the log-probability of "
                        "each given the ones before it (after <s>), total and mean NLL (nats). A summary goes to stderr.")
     p.add_argument("file", help="a data_v2 token file or an ABC file")
     p.add_argument("-m", "--model", default="default", help=MODEL_HELP)
@@ -41,11 +43,12 @@ def run_score(args) -> int:
         fmt = "abc" if path.suffix.lower() == ".abc" or _has_x_line(path) else "tokens"
     ckpt = load(args.model)
     if fmt == "abc":
-        tunes = list(_abc_tunes(path))
+        ids, tunes = _abc_tunes(path)
     else:
         from folkrnn.datafile import read_tunes
 
         tunes = read_tunes(path)
+        ids = [(n, None, None) for n in range(1, len(tunes) + 1)]
     unknown = ckpt.vocab.unknown(t for tune in tunes for t in tune)
     if unknown:
         raise FolkRNNError(f"{path}: token(s) not in the model's vocabulary: {' '.join(unknown[:20])}")
@@ -53,7 +56,9 @@ def run_score(args) -> int:
     nll = 0.0
     with streamed_output(args.out, "score") as f:
         for s in score_tunes(ckpt.model, ckpt.vocab, tunes, batch_size=args.batch_size, progress=not args.no_progress, where=str(path)):
-            f.write(json.dumps({"index": s.index, "tokens": s.tokens, "logprobs": [round(x, 6) for x in s.logprobs],
+            position, x, title = ids[s.index]
+            f.write(json.dumps({"index": position, "x": x, "title": title, "tokens": s.tokens,
+                                "logprobs": [round(lp, 6) for lp in s.logprobs],
                                 "total_nll": s.total_nll, "mean_nll": s.mean_nll}) + "\n")
             f.commit()
             n += 1
@@ -73,15 +78,17 @@ def _has_x_line(path: Path) -> bool:
     return re.search(r"^[ \t]*X:", head, re.M) is not None
 
 
-def _abc_tunes(path: Path):
+def _abc_tunes(path: Path) -> tuple[list[tuple[int, str | None, str | None]], list[list[str]]]:
+    """(position from 1, X:, title) and tokens of each tune v2 can express; the others are skipped with a note."""
     from folkrnn.abc import read_abc_file
 
-    n = 0
-    for res in read_abc_file(path):
+    ids, tunes = [], []
+    for position, res in enumerate(read_abc_file(path), start=1):
         if res.tokens is None:
-            print(f"folkrnn score: skipped {res.label()} ({res.detail})", file=sys.stderr)
+            print(f"folkrnn score: skipped tune {position}, {res.label()} ({res.detail})", file=sys.stderr)
             continue
-        n += 1
-        yield list(res.tokens)
-    if not n:
+        ids.append((position, res.x, res.title))
+        tunes.append(list(res.tokens))
+    if not tunes:
         raise FolkRNNError(f"{path}: no tune v2 can express")
+    return ids, tunes

@@ -49,7 +49,7 @@ __all__ = [
     "load_tunes",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a tune's "index" is its place in the input, from 1 (was 0-based among kept tunes)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,8 @@ class Evaluation:
         return out
 
 
-def _analyse_all(tunes: Sequence[Sequence[str]], form: FormConfig, progress: bool, desc: str, titles=None):
+def _analyse_all(tunes: Sequence[Sequence[str]], form: FormConfig, progress: bool, desc: str, titles=None,
+                 positions=None, xs=None):
     reports: list[TuneReport] = []
     dist = Distributions()
     it = tunes
@@ -139,17 +140,21 @@ def _analyse_all(tunes: Sequence[Sequence[str]], form: FormConfig, progress: boo
             raise FolkRNNError(f"{desc}: transcription {k + 1} is shorter than its M: and K: tokens")
         scan = scan_rhythm(tune)
         r = analyse_tune(tune, k, form, scan=scan)
-        if titles and k < len(titles) and titles[k]:
-            r = _with_title(r, titles[k])
+        r = _identified(r, titles[k] if titles and k < len(titles) else "",
+                        positions[k] if positions and k < len(positions) else None,
+                        xs[k] if xs and k < len(xs) else None)
         dist.add(tune, r, scan.ev_dur, scan.pitches)
         reports.append(r)
     return reports, dist.finish()
 
 
-def _with_title(r: TuneReport, title: str) -> TuneReport:
+def _identified(r: TuneReport, title: str, position: int | None, x: str | None) -> TuneReport:
+    """The report with the tune's title, place in its input (from 1) and X: field."""
+    if not title and position is None and x is None:
+        return r
     from dataclasses import replace
 
-    return replace(r, title=title)
+    return replace(r, title=title or r.title, position=position, x=x)
 
 
 def evaluate_tunes(
@@ -160,10 +165,15 @@ def evaluate_tunes(
     source: str = "<tunes>",
     reference_source: str = "<reference>",
     titles: Sequence[str] | None = None,
+    positions: Sequence[int] | None = None,
+    xs: Sequence[str | None] | None = None,
 ) -> Evaluation:
-    """Evaluate token lists (`M:.. K:.. body`), optionally against reference token lists."""
+    """Evaluate token lists (`M:.. K:.. body`), optionally against reference token lists.
+
+    `titles`, `positions` (each tune's place in its input, from 1; default: 1, 2, ...)
+    and `xs` (ABC X: fields) identify the tunes in the reports."""
     config = config or EvaluateConfig()
-    reports, dist = _analyse_all(tunes, config.form, progress, source, titles)
+    reports, dist = _analyse_all(tunes, config.form, progress, source, titles, positions, xs)
     ref = None
     if reference is not None:
         _, ref_dist = _analyse_all(reference, config.form, progress, reference_source)
@@ -201,6 +211,8 @@ def evaluate_file(
         source=str(path),
         reference_source=str(against) if against is not None else "<reference>",
         titles=loaded.titles,
+        positions=loaded.positions,
+        xs=loaded.xs,
     )
     ev.format = loaded.format
     ev.rejected = loaded.rejected

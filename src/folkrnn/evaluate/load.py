@@ -32,13 +32,20 @@ class Rejected:
 
 @dataclass
 class Loaded:
-    """Tunes of one file, as token lists `[M:.., K:.., body...]`, and what was left out."""
+    """Tunes of one file, as token lists `[M:.., K:.., body...]`, and what was left out.
+
+    `positions[i]` is tune i's place in the file counted from 1, rejected ABC tunes
+    included (the numbering of `evaluate --tunes` and `score`); `xs[i]` its X: field
+    (ABC only, else empty); `titles[i]` its first T: field (ABC only, else empty).
+    """
 
     path: str
     format: str  # "data_v2" or "abc"
     tunes: list[list[str]]
     titles: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    xs: list[str | None] = field(default_factory=list)
 
 
 def is_abc(path: str | Path, head: str | None = None) -> bool:
@@ -67,7 +74,8 @@ def load_tunes(path: str | Path, vocab: Vocabulary | None = None) -> Loaded:
     else:
         from folkrnn.datafile import iter_tunes
 
-        loaded = Loaded(str(path), "data_v2", list(iter_tunes(p, vocab)))
+        tunes = list(iter_tunes(p, vocab))
+        loaded = Loaded(str(path), "data_v2", tunes, positions=list(range(1, len(tunes) + 1)))
     if not loaded.tunes:
         extra = f" ({len(loaded.rejected)} rejected)" if loaded.rejected else ""
         raise FolkRNNError(f"{path}: no transcriptions found{extra}")
@@ -97,4 +105,6 @@ def _load_abc(path: Path, vocab: Vocabulary) -> Loaded:
         vocab.encode(toks, where=where)
         out.tunes.append(toks)
         out.titles.append(title)
+        out.positions.append(n)
+        out.xs.append(x)
     return out

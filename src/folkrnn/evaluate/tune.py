@@ -77,7 +77,13 @@ class Section:
 
 @dataclass(frozen=True)
 class TuneReport:
-    """Everything `analyse_tune` finds out about one transcription."""
+    """Everything `analyse_tune` finds out about one transcription.
+
+    `index` is the tune's place among the tunes analysed (0-based); `position` its place
+    in the input file counted from 1, rejected ABC tunes included (None: index + 1), and
+    `x` its ABC `X:` field when the input is ABC. JSON and `evaluate --tunes` show
+    `number` (= position), the numbering `folkrnn score` uses too.
+    """
 
     index: int
     meter: str
@@ -100,7 +106,14 @@ class TuneReport:
     unmarked_boundaries: int = 0  # sections started by a complement + pickup pair with no mark
     title: str = ""
     source: str = ""
+    position: int | None = None
+    x: str | None = None
     extra: dict = field(default_factory=dict, compare=False)  # novelty etc., filled by the corpus pass
+
+    @property
+    def number(self) -> int:
+        """The tune's place in its input, counted from 1."""
+        return self.index + 1 if self.position is None else self.position
 
     @property
     def all_bars_right(self) -> bool:
@@ -116,7 +129,7 @@ class TuneReport:
 
     def to_json(self) -> dict:
         out = {
-            "index": self.index,
+            "index": self.number,
             "meter": self.meter,
             "mode": self.mode,
             "tokens": self.tokens,
@@ -137,6 +150,8 @@ class TuneReport:
             "stray_tokens": self.stray,
             "unmarked_boundaries": self.unmarked_boundaries,
         }
+        if self.x is not None:
+            out["x"] = self.x
         if self.title:
             out["title"] = self.title
         if self.source:

@@ -22,7 +22,9 @@ class SampleConfig:
     records the K most probable tokens (under softmax(logits / temperature)) at every
     position. `precision` bf16 / int8 trades exactness for speed (see `Stepper`).
     `bars="strict"` draws only tokens that keep every bar right (`folkrnn.strict`); `form`
-    (a `folkrnn.sample.form.Form`) also plans where sections end, on top of it."""
+    (a `folkrnn.sample.form.Form`) also plans where sections end, on top of it.
+    `logit_bias` (one number per vocabulary token, e.g. `TuneType.bias_vector`) is added to
+    the tempered logits before top-k/p; `Tune.logprob` stays the model's own."""
 
     num_tunes: int = 1
     temperature: float = 1.0
@@ -37,6 +39,7 @@ class SampleConfig:
     precision: str = "fp32"
     bars: str = "free"
     form: object | None = None  # a folkrnn.sample.form.Form: plan the sections (implies bars="strict")
+    logit_bias: tuple[float, ...] | None = None  # (V,) added to logits / temperature: a tune type's feel
 
     def __post_init__(self) -> None:
         if self.form is not None:
@@ -49,6 +52,11 @@ class SampleConfig:
             if self.alternatives:
                 raise FolkRNNError("conflicting options: --form does not record --alternatives")
             object.__setattr__(self, "bars", "strict")  # the plan narrows --bars strict's tokens
+        if self.logit_bias is not None:
+            b = tuple(float(x) for x in self.logit_bias)
+            if not all(math.isfinite(x) for x in b):
+                raise FolkRNNError("logit_bias must be finite numbers")
+            object.__setattr__(self, "logit_bias", b)
         if self.bars not in BARS_MODES:
             raise FolkRNNError(f"bars must be one of {', '.join(BARS_MODES)}, got {self.bars!r}")
         if self.precision not in PRECISIONS:
@@ -76,7 +84,8 @@ class SampleConfig:
                 raise FolkRNNError(f"beam search returns at most its width: ask for -n <= {self.beam_width} or widen the beam")
             bad = [name for name, v, d in (("temperature", self.temperature, 1.0), ("top-k", self.top_k, None),
                                             ("top-p", self.top_p, None), ("alternatives", self.alternatives, 0),
-                                            ("--bars strict", self.bars, "free")) if v != d]
+                                            ("--bars strict", self.bars, "free"),
+                                            ("--type's feel", self.logit_bias, None)) if v != d]
             if bad:
                 raise FolkRNNError(f"beam search takes the most probable tokens: it conflicts with {', '.join(bad)}")
         if EOS in self.prime or BOS in self.prime[1:]:
@@ -84,6 +93,16 @@ class SampleConfig:
         if len(self.prime) >= self.max_length:
             raise FolkRNNError(f"the prime has {len(self.prime)} tokens, not fewer than the length cap {self.max_length}")
 
+
+    def bias_array(self, vocab_size: int):
+        """`logit_bias` as a (V,) float64 array checked against the vocabulary's size, or None."""
+        if self.logit_bias is None:
+            return None
+        import numpy as np
+
+        if len(self.logit_bias) != vocab_size:
+            raise FolkRNNError(f"logit_bias has {len(self.logit_bias)} numbers for a vocabulary of {vocab_size} tokens")
+        return np.asarray(self.logit_bias, dtype=np.float64)
 
 
 # -- results ------------------------------------------------------------------------------

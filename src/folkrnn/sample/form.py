@@ -324,6 +324,7 @@ def sample_form(model, vocab: Vocabulary, cfg: SampleConfig, step, progress: boo
     n, L = cfg.num_tunes, cfg.max_length
     eos = vocab.eos
     inv_t = 1.0 / cfg.temperature
+    bias = cfg.bias_array(len(vocab))
     prime = compile_prime(vocab, cfg.prime)
     P = len(prime.fixed)
     fixed_np = prime.fixed.numpy() if P else np.zeros(1, dtype=np.int64)
@@ -364,6 +365,8 @@ def sample_form(model, vocab: Vocabulary, cfg: SampleConfig, step, progress: boo
                                   torch.from_numpy(pos))
             z = logits.numpy().astype(np.float64)
             zt = z * inv_t if cfg.temperature != 1.0 else z.copy()
+            if bias is not None:
+                zt += bias
             pc = np.minimum(pos, max(P - 1, 0))
             in_prime = pos < P
             allowed = np.where(in_prime[:, None], mask_prime[pc], mask_base) if P else mask_base[None, :]

@@ -70,6 +70,7 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
     # 0 where a token may be drawn, -inf where not: per prime position, and after the prime.
     mask_prime = np.where(prime.allowed.numpy(), 0.0, -np.inf)
     mask_base = np.where(base_allowed(vocab).numpy(), 0.0, -np.inf)
+    bias = cfg.bias_array(V)
 
     # The forced opening of the prime is the same for every tune: run it once (not with
     # hooks, which must see each tune's own rows).
@@ -114,6 +115,8 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
             logits, (h, c) = step(torch.from_numpy(inp), (h, c), torch.from_numpy(tune_idx), torch.from_numpy(pos))
             z = logits.numpy().astype(np.float64)
             zt = z * inv_t if cfg.temperature != 1.0 else z.copy()
+            if bias is not None:
+                zt += bias
             fixed = None
             if P and pos.min() < P:
                 in_prime = pos < P
@@ -191,5 +194,4 @@ def _top_alternatives(vocab: Vocabulary, z: np.ndarray, k: int) -> list[list[tup
     idx = np.argsort(-p, axis=-1, kind="stable")[:, :k]
     vals = np.take_along_axis(p, idx, -1)
     return [[(vocab.tokens[i], round(q, 6)) for i, q in zip(ri, rv)] for ri, rv in zip(idx.tolist(), vals.tolist())]
-
 
