@@ -43,13 +43,15 @@ COLUMNS = (
     ("tunes/s", None), ("nats/token", None), ("bars right", "bars_right"), ("8-bar sections", "sections_8_bars"),
     ("all sections 8 bars", "tunes_all_sections_8_bars"), ("AABB", "pattern_AABB"), ("repeats ok", "repeats_ok"),
     ("tonic ending", "final_tonic"), ("sections end on tonic", "section_ends_tonic"),
-    ("copies >= 16", "tunes_copying"), ("broken/bar", None),
+    ("copies >= 16", "tunes_copying"), ("broken/bar", None), ("notes/bar", None),
 )
 
 
 def parse_condition(text: str) -> tuple[str, dict]:
     """`NAME=OPTIONS` -> (name, SampleConfig keywords). Only the sampling options a study needs."""
-    name, _, opts = text.partition("=")
+    name, sep, opts = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--condition {text!r}: write NAME=OPTIONS (the name without '=')")
     ap = argparse.ArgumentParser(prog=name, add_help=False, exit_on_error=False)
     ap.add_argument("--bars", default="free")
     ap.add_argument("--form", default=None)
@@ -57,6 +59,8 @@ def parse_condition(text: str) -> tuple[str, dict]:
     ap.add_argument("--form-bars", type=int, default=8)
     ap.add_argument("--form-candidates", type=int, default=8)
     ap.add_argument("--form-lookahead", type=int, default=2)
+    ap.add_argument("--close-temperature", type=float, default=0.5)
+    ap.add_argument("--form-sharpness", type=float, default=1.0)
     ap.add_argument("--meter", default=None)
     ap.add_argument("--type", default=None)
     ap.add_argument("--feel", type=float, default=1.0)
@@ -69,7 +73,8 @@ def parse_condition(text: str) -> tuple[str, dict]:
         kw["logit_bias"] = t.bias_vector(VOCAB, a.feel)
     if a.form and a.form.lower() != "none":
         kw["form"] = Form.parse(a.form, bars=a.form_bars, endings=a.endings, candidates=a.form_candidates,
-                                lookahead=a.form_lookahead)
+                                lookahead=a.form_lookahead, close_temperature=a.close_temperature,
+                                sharpness=a.form_sharpness)
     if a.meter:
         kw["prime"] = (f"M:{a.meter}",)
     return name.strip(), kw
@@ -78,7 +83,8 @@ def parse_condition(text: str) -> tuple[str, dict]:
 def figures(tunes, reference, nats: float | None = None, rate: float | None = None) -> dict:
     s = evaluate_tunes(tunes, EvaluateConfig(), reference=reference).summary
     broken = sum(kind(x) == "broken" for t in tunes for x in t) / max(1, s["bars"])
-    return {"tunes/s": rate, "nats/token": nats, "broken/bar": broken,
+    notes = sum(kind(x) == "pitch" for t in tunes for x in t) / max(1, s["bars"])
+    return {"tunes/s": rate, "nats/token": nats, "broken/bar": broken, "notes/bar": notes,
             **{label: s.get(key) for label, key in COLUMNS if key}}
 
 
@@ -120,7 +126,7 @@ def main() -> int:
         toks = [t.tokens for t in tunes]
         nats = -sum(t.logprob for t in tunes) / sum(t.length for t in tunes)  # length counts </s> where it ended
         rows[name] = figures(toks, reference, nats, len(tunes) / dt)
-        print(f"{name}: {len(tunes)} tunes in {dt:.1f} s", file=sys.stderr)
+        print(f"{name}: {len(tunes)} tunes in {dt:.1f} s: {json.dumps(rows[name])}", file=sys.stderr, flush=True)
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             (args.save / f"{name.replace(' ', '_').replace('-', '')}.txt").write_text(
@@ -133,7 +139,7 @@ def main() -> int:
         for label, key in COLUMNS:
             v = r.get(label)
             cells.append("" if v is None else f"{v:.1f}" if label == "tunes/s" else f"{v:.3f}" if label in (
-                "nats/token", "broken/bar") else f"{100 * v:.1f}%")
+                "nats/token", "broken/bar", "notes/bar") else f"{100 * v:.1f}%")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "temperature": args.temperature, "seed": args.seed,

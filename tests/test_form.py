@@ -141,7 +141,7 @@ def test_cli_form(tmp_path):
         return subprocess.run([sys.executable, "-m", "folkrnn", "generate", *a], capture_output=True, text=True)
 
     r = run("--form-bars", "4")
-    assert r.returncode == 2 and "need --form" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and "needs --form" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run("--form", "AAAB")
     assert r.returncode == 2 and "once or twice" in r.stderr
     r = run("--form", "AABB", "--endings", "1", "-n", "2", "-s", "1", "--meter", "6/8", "--no-progress")

@@ -92,3 +92,20 @@ def test_evaluate_json_and_score_agree_on_the_numbering(model, tmp_path, capsys)
     rc, out, err = run(capsys, "score", "-m", str(model), str(f), "--no-progress")
     assert rc == 0, err
     assert [json.loads(line)["index"] for line in out.splitlines()] == [t["index"] for t in tunes]
+
+
+def test_evaluate_tunes_speak_the_tunes_own_key(tmp_path):
+    """An ABC file in D major is listed in D (tokens are in C inside): key and final note as written."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "keys.abc"
+    f.write_text("X:1\nT:In D\nM:6/8\nL:1/8\nK:D\n|:A|dfa afd|gbg faf|ede cBA|d3 d2:|\n\n"
+                 "X:2\nT:In B flat\nM:4/4\nL:1/8\nK:Bb\nBcde f2d2|c2A2 B4|]\n\n"
+                 "X:3\nT:In E dorian\nM:4/4\nL:1/8\nK:Edor\nEFGA B2e2|d2B2 E4|]\n")
+    r = subprocess.run([sys.executable, "-m", "folkrnn", "evaluate", str(f), "--tunes"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if '"In ' in ln]
+    assert "K:Dmaj" in lines[0] and "ends D " in lines[0]
+    assert "K:Bbmaj" in lines[1] and "ends Bb " in lines[1]
+    assert "K:Edor" in lines[2] and "ends E " in lines[2]

@@ -243,3 +243,33 @@ def test_load_many_clients(tmp_path):
         print(f"load: {len(results)} requests in {elapsed:.1f} s: "
               f"{sum(st == 200 for st, _ in results)} served ({served} tunes), "
               f"{sum(st == 429 for st, _ in results)} x 429, {sum(st == 503 for st, _ in results)} x 503")
+
+
+def test_a_jig_in_aabb_is_the_librarys_and_comes_whole(srv):
+    """A type and a form: made by the library's form sampler, tune i the CLI's tune i; its
+    tokens are sent once its closings are chosen (tune_start says it is planning)."""
+    body = dict(model="tiny", tune_type="jig", form="AABB", endings=1, seed=42, num_tunes=2, max_tokens=400)
+    status, events, _ = generate(srv, timeout=120, **body)
+    assert status == 200 and "error" not in [e for e, _ in events], events[-1]
+    starts = [d for e, d in events if e == "tune_start"]
+    assert [d["index"] for d in starts] == [0, 1] and all(d["planning"] for d in starts)
+    tunes = [d for e, d in events if e == "tune"]
+    ck = srv.studio.models["tiny"].ckpt
+    cfg = compose_config(Compose(**{k: v for k, v in body.items() if k != "model"}), ck.vocab, 42)
+    ref = list(sample(ck.model, ck.vocab, cfg))
+    assert [t["tokens"] for t in tunes] == [t.tokens for t in ref]
+    for t in tunes:
+        streamed = [d["token"] for e, d in events if e == "token" and d["index"] == t["index"]]
+        assert streamed == t["tokens"] and t["tokens"][0] == "M:6/8"
+        assert t["tokens"].count(":|") == 2 and t["tokens"].count("|1") == 2  # AABB, each part with two endings
+        assert "--seed 42" in t["command"] and "--type jig --form AABB --endings 1" in t["command"]
+        assert t["settings"]["tune_type"] == "jig" and t["settings"]["form"] == "AABB"
+    status, err, _ = generate(srv, model="tiny", tune_type="reel", meter="6/8")
+    assert status == 400 and "--type reel is in 4/4" in err["error"]
+    status, err, _ = generate(srv, model="tiny", endings=3)
+    assert status == 422
+
+
+def test_default_temperature_is_the_readmes(srv):
+    _, events, _ = generate(srv, model="tiny", num_tunes=1)
+    assert events[0][1]["settings"]["temperature"] == 0.9

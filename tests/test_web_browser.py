@@ -174,3 +174,59 @@ def test_without_abcjs_the_studio_says_so_and_still_works(browser, tmp_path):
         assert "/midi" in card.locator(".dl-midi").get_attribute("href")
         page.close()
     assert errors == []
+
+
+@pytest.mark.slow
+@requires("chromium", "abcjs")
+def test_compose_a_jig_in_aabb(browser, tmp_path):
+    """Type jig, form AABB: the page says it plans the form, then draws the score; the ABC
+    is in 6/8 with both parts closed by `:|`, and the command says how to make it again."""
+    errors: list[str] = []
+    with Server(make_studio(tmp_path / "studio.sqlite", abcjs=find_abcjs(), step_delay=0.004)) as s:
+        page = _page(browser, s.url, errors)
+        assert page.input_value("#f-temperature") == "0.9"
+        page.select_option("#f-tune_type", "jig")
+        assert page.input_value("#f-meter") == "6/8"  # the type's meter
+        page.select_option("#f-form", "AABB")
+        page.fill("#f-seed", "3")
+        page.click("#compose-go")
+        page.wait_for_selector("#stream-text .stream-line .planning")
+        assert "planning the form" in page.inner_text("#stream-text")
+        card = page.locator("#compose-tunes .tune").first
+        card.locator(".staff svg").wait_for(timeout=60000)
+        assert card.locator(".staff svg .abcjs-note").count() > 20
+        page.wait_for_selector("#compose-go:not([disabled])", timeout=10000)
+        assert page.inner_text("#compose-error") == ""
+        assert page.locator("#stream-text .planning").count() == 0  # the tokens replaced the note
+        abc = card.locator(".abc").text_content()
+        assert "\nM:6/8\n" in abc and abc.count(":|") == 2, abc
+        cmd = card.locator(".command").text_content()
+        assert "--seed 3" in cmd and "--type jig --form AABB" in cmd and "jig" in card.locator(".meta").inner_text()
+        page.screenshot(path=str(tmp_path / "jig.png"))
+        page.close()
+    assert errors == []
+
+
+@pytest.mark.slow
+@requires("chromium", "abcjs")
+def test_a_typed_seed_is_used_without_the_lock(browser, tmp_path):
+    errors: list[str] = []
+    with Server(make_studio(tmp_path / "studio.sqlite", abcjs=find_abcjs())) as s:
+        page = _page(browser, s.url, errors)
+        assert not page.is_checked("#f-lock")
+        page.fill("#f-seed", "42")
+        page.click("#compose-go")
+        card = page.locator("#compose-tunes .tune").first
+        card.wait_for()
+        page.wait_for_selector("#compose-go:not([disabled])", timeout=10000)
+        assert "seed 42" in card.locator(".meta").inner_text().split(" · ")
+        assert "--seed 42" in card.locator(".command").text_content()
+        # unlocked, the next tune has a fresh seed, shown in the field
+        page.click("#compose-go")
+        page.wait_for_function("document.querySelector('#compose-tunes .tune .meta') && "
+                               "!document.querySelector('#compose-tunes .tune .meta').textContent.includes('seed 42 ')")
+        page.wait_for_selector("#compose-go:not([disabled])", timeout=10000)
+        seed = page.input_value("#f-seed")
+        assert seed != "42" and f"seed {seed}" in page.locator("#compose-tunes .tune .meta").first.inner_text()
+        page.close()
+    assert errors == []

@@ -12,6 +12,7 @@ from conftest import requires
 from folkrnn.errors import FolkRNNError
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.sample import SampleConfig, Stepper, sample, score_tunes
+from folkrnn.sample.types import tune_type
 from folkrnn.vocab import Vocabulary
 from folkrnn.web.engine import (
     Batcher,
@@ -21,6 +22,7 @@ from folkrnn.web.engine import (
     TuneStream,
     command_line,
     compose_config,
+    compose_shape,
     prime_tokens,
     token_probabilities,
     tune_abc,
@@ -40,6 +42,8 @@ def model():
     dict(temperature=0.7, prime=("M:6/8", "K:*", "|:", "*", "G")),
     dict(top_k=5, prime=("M:*", "K:Cdor")),
     dict(top_p=0.8, temperature=1.3),
+    dict(bars="strict", temperature=0.9, prime=("M:6/8", "K:*")),
+    dict(bars="strict", logit_bias=tune_type("jig").bias_vector(Vocabulary.v2(), 2.0), prime=("M:6/8",)),
 ])
 def test_stream_is_the_samplers_tune(model, kw):
     v = Vocabulary.v2()
@@ -169,3 +173,103 @@ def test_batcher_steps_tunes_together_with_their_own_draws(model):
         assert bad.done.wait(10) and "H9" in str(bad.error)
     finally:
         b.close()
+
+
+SHAPES = [
+    dict(),
+    dict(bars="strict", meter="6/8", temperature=0.8),
+    dict(tune_type="hornpipe", form="none", top_k=20),  # the type's meter and feel, no plan
+    dict(tune_type="reel", form="none", bars="strict"),
+    dict(tune_type="jig"),  # meter, feel and the type's form AABB
+    dict(form="AB", form_bars=4, endings=0, meter="3/4"),
+    dict(form="AABB", form_bars=4, endings=1, prime="|: G", mode="dorian", tune_type="slip-jig"),
+]
+
+
+@pytest.mark.parametrize("kw", SHAPES)
+def test_studio_tune_is_the_librarys_tune(model, kw):
+    """Whatever the shape (bars, type, form), the studio's tune i is `sample`'s tune i."""
+    from dataclasses import replace
+
+    v = Vocabulary.v2()
+    form = Compose(num_tunes=2, max_tokens=160, **kw)
+    cfg = compose_config(form, v, 17)
+    ref = list(sample(model, v, replace(cfg, batch_size=256)))
+    step = Stepper(model)
+    for i in range(2):
+        s = TuneStream(step, v, cfg, i, model=model)
+        assert list(s) == s.tune.tokens == ref[i].tokens
+        assert s.tune.index == i and s.tune.truncated == ref[i].truncated
+        assert math.isclose(s.tune.logprob, ref[i].logprob, rel_tol=1e-6, abs_tol=1e-6)
+    if cfg.form is None:  # the server's batcher steps it as TuneStream does
+        b = Batcher(step, v)
+        try:
+            jobs = [b.submit(Job(cfg, i, lambda t: None)) for i in range(2)]
+            assert all(j.done.wait(60) for j in jobs)
+            assert [j.result.tokens for j in jobs] == [t.tokens for t in ref]
+        finally:
+            b.close()
+    else:
+        assert cfg.bars == "strict" and cfg.form.parts[0].letter == "A"
+
+
+def test_shapes_set_the_config():
+    v = Vocabulary.v2()
+    jig = compose_config(Compose(tune_type="jig"), v, 1)
+    assert jig.prime[:1] == ("M:6/8",) and jig.form.spec == "AABB" and jig.form.bars == 8
+    assert jig.logit_bias == tune_type("jig").bias_vector(v) and jig.bars == "strict"
+    none = compose_config(Compose(tune_type="jig", form=""), v, 1)
+    assert none.form is None and none.bars == "free" and none.logit_bias == jig.logit_bias
+    assert compose_config(Compose(form="aabb", endings=2), v, 1).form.endings == 2
+    assert compose_config(Compose(bars="strict"), v, 1).bars == "strict"
+    assert Compose().temperature == 0.9  # the README's advice
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(tune_type="gigue"), "not a tune type; choose one of reel, jig"),
+    (dict(tune_type="reel", meter="6/8"), "--type reel is in 4/4, not --meter 6/8"),
+    (dict(form="AAAB"), "a part is played once or twice"),
+    (dict(form="A1"), "write the parts as letters"),
+    (dict(form_bars=4), "--form-bars needs --form"),
+    (dict(form="AB", endings=1), "no repeated part to end twice"),
+    (dict(form="AABB", form_bars=1), "--form-bars must be 2 .. 64"),
+    (dict(form="AABB", endings=8), "--endings must be 0 .. 7"),
+    (dict(bars="loose"), "bars must be one of free, strict"),
+    (dict(tune_type="jig", prime="M:4/4 K:* G", prime_format="tokens"), "conflicting options: --meter 6/8"),
+])
+def test_compose_config_errors_are_one_line(kw, msg):
+    with pytest.raises(FolkRNNError) as e:
+        compose_config(Compose(**kw), Vocabulary.v2(), 1)
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kw", SHAPES[1:] + [dict(temperature=1.0, top_p=0.7, num_tunes=3, max_tokens=200, key="G")])
+def test_command_line_round_trip(tmp_path, model, monkeypatch, kw):
+    """The printed command, read by `folkrnn generate`'s own parser and checks, asks the
+    library for the very SampleConfig the studio samples with (batch size aside)."""
+    import shlex
+    from dataclasses import replace
+
+    import folkrnn.sample
+    from folkrnn.checkpoint import save_checkpoint
+    from folkrnn.cli import main
+
+    v = Vocabulary.v2()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, v)
+    form = Compose(**kw)
+    cfg = compose_config(form, v, 42)
+    cmd = command_line(cfg, form.key, str(path), compose_shape(form).flags)
+    seen = []
+
+    def fake_sample(model, vocab, cfg, progress=False, hooks=None):
+        seen.append(cfg)
+        return iter(())
+
+    monkeypatch.setattr(folkrnn.sample, "sample", fake_sample)
+    assert main(shlex.split(cmd)[1:] + ["-o", str(tmp_path / "t.abc"), "--no-progress"]) == 0
+    assert len(seen) == 1 and replace(seen[0], batch_size=cfg.batch_size) == cfg
+    plan = f"--form {cfg.form.spec}" if cfg.form is not None else "--form none" if form.tune_type else "--form"
+    for flag, on in (("--bars strict", cfg.bars == "strict" and cfg.form is None),
+                     (f"--type {form.tune_type} ", bool(form.tune_type)), (plan, plan != "--form")):
+        assert (flag in cmd) == on, cmd

@@ -133,6 +133,10 @@ class TuneResult:
     # "chord symbol", "P: field" ...) with counts; empty when the tokens say it all.
     # Filled for accepted tunes and for those `lossless` rejected; empty otherwise.
     changes: Counter[str] = field(default_factory=Counter, compare=False)
+    # The tonic of the K: field as written ("D", "Bb", "F#"; the tokens are in C) and whether
+    # its signature has flats (to name pitches the way the tune spells them); None if rejected.
+    tonic: str | None = None
+    flats: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -895,7 +899,9 @@ def _read_tune(lines: list[str], source: str, line0: int, strict: bool = True, s
                 mode = None
         return TuneResult(source, header.x, header.title, line0, None, e.reason, e.detail, header.meter, mode,
                           changes if e.reason == "changed" else Counter())
-    return TuneResult(source, header.x, header.title, line0, tuple(tokens), None, None, header.meter, mode, changes)
+    key = parse_key_field(header.key_text)  # read once already by _tokens: cannot fail here
+    return TuneResult(source, header.x, header.title, line0, tuple(tokens), None, None, header.meter, mode, changes,
+                      key.tonic.name, "_" in key.signature_text())
 
 
 def read_abc_file(path: str | Path, *, lossless: bool = False) -> Iterator[TuneResult]:

@@ -72,6 +72,27 @@ def tune_id(x: str | None, title: str | None) -> str:
     return out + (f' "{title}"' if title else "")
 
 
+_SHARPS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_FLATS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+_MODE_SHORT = {"Cmaj": "maj", "Cmin": "min", "Cdor": "dor", "Cmix": "mix"}
+
+
+def in_key(mode_token: str, pc: int | None, key: tuple[str, bool] | None) -> tuple[str, str]:
+    """(the tune's key as written, pitch class `pc` of the C-based tokens named in that key).
+
+    v2 tokens are in C; an ABC tune read from D major is named as written.
+    >>> in_key("K:Cmaj", 7, ("D", False)), in_key("K:Cdor", 0, ("G", False)), in_key("K:Cmin", 3, None)
+    (('K:Dmaj', 'A'), ('K:Gdor', 'G'), ('K:Cmin', 'Eb'))
+    >>> in_key("K:Cmaj", 5, ("Bb", True))[1]
+    'Eb'
+    """
+    mode = mode_token.removeprefix("K:")
+    tonic, flats = key if key else ("C", mode in ("Cmin", "Cdor"))
+    shift = _FLATS.index(tonic) if tonic in _FLATS else _SHARPS.index(tonic) if tonic in _SHARPS else 0
+    name = "-" if pc is None else (_FLATS if flats else _SHARPS)[(pc + shift) % 12]
+    return f"K:{tonic}{_MODE_SHORT.get(mode, mode)}", name
+
+
 def _write_json(dest: str, obj) -> None:
     text = json.dumps(obj, indent=1, ensure_ascii=False)
     if dest == "-":
@@ -97,13 +118,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     ev = evaluate_file(args.file, against=against, config=config, progress=True)
     out = sys.stderr if args.json == "-" else sys.stdout
     if args.tunes:
-        from folkrnn.evaluate.plots import PC_NAMES
-
-        for r in ev.reports:
+        for k, r in enumerate(ev.reports):
             nov = f" run={r.extra['longest_run']}" if "longest_run" in r.extra else ""
+            key, ends = in_key(r.mode, r.final_cadence, ev.keys[k] if k < len(ev.keys) else None)
             print(
-                f"{r.number:5d} {r.meter:7s} {r.mode:7s} bars {r.bars_right:3d}/{r.bars:<3d} "
-                f"form {r.pattern or '-':8s} ends {'-' if r.final_cadence is None else PC_NAMES[r.final_cadence]:6s} "
+                f"{r.number:5d} {r.meter:7s} {key:8s} bars {r.bars_right:3d}/{r.bars:<3d} "
+                f"form {r.pattern or '-':8s} ends {ends:6s} "
                 f"repeats {'ok' if r.repeats_ok else 'BAD'}{nov}{tune_id(r.x, r.title)}",
                 file=out,
             )

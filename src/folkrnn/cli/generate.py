@@ -68,6 +68,9 @@ def register(sub) -> None:
                    help="closings drawn per part end (default 8; 1: the closing bar line is forced, no choice)")
     p.add_argument("--form-lookahead", type=int, default=2, metavar="BARS",
                    help="the candidate closings start this many bars before a part's end (default 2)")
+    p.add_argument("--close-temperature", type=float, default=0.5, metavar="T",
+                   help="temperature of a part's closing bars (the colder of it and -t; default 0.5: tunes end on the "
+                   "tonic as often as the corpus's; 1 or -t's value: the tune's own)")
     p.add_argument("--type", default=None, metavar="TYPE", dest="tune_type",
                    help="a tune type: reel, jig, slip-jig, hornpipe, polka, slide, waltz, march or air; sets the meter, "
                    "the form (--form, e.g. AABB of 8 bars; --form none for no plan) and the rhythmic feel learned from "
@@ -268,6 +271,7 @@ def run_generate(args) -> int:
     from folkrnn.abc.keys import parse_key
     from folkrnn.generated import Settings, tune_abc, tune_json, with_meter_and_key
     from folkrnn.sample import SampleConfig, compile_prime, make_prime, sample
+    from folkrnn.sample.types import shape_of
 
     check_options(args)
     beam = args.beam or 0
@@ -282,12 +286,10 @@ def run_generate(args) -> int:
             key = key or tonic
     key = key or "C"
     parse_key(key)  # a bad --key fails now, not after sampling
-    ttype = _tune_type(args)
-    meter = args.meter if ttype is None or args.meter is not None else ttype.meter.removeprefix("M:")
-    if ttype is not None and args.meter is not None and f"M:{args.meter}".replace("M:M:", "M:") != ttype.meter:
-        raise FolkRNNError(f"conflicting options: --type {ttype.name} is in {ttype.meter.removeprefix('M:')}, "
-                           f"not --meter {args.meter}")
-    prime = make_prime(prime_tokens, meter, args.mode)
+    shape = shape_of(args.tune_type, args.form, args.form_bars, args.endings, args.meter, args.feel,
+                     args.form_candidates, args.form_lookahead, beam=args.beam is not None,
+                     close_temperature=args.close_temperature)
+    prime = make_prime(prime_tokens, shape.meter, args.mode)
     if args.format in ("midi", "wav"):
         # Check the rendering tools before spending time on sampling.
         from folkrnn.midi import tune_to_midi
@@ -305,14 +307,14 @@ def run_generate(args) -> int:
     cfg = SampleConfig(
         num_tunes=args.num_tunes, temperature=args.temperature, seed=seed, top_k=args.top_k, top_p=args.top_p,
         prime=prime, max_length=args.max_length, batch_size=args.batch_size,
-        beam_width=beam, alternatives=args.alternatives, precision=args.precision, bars=args.bars, form=_form(args),
-        logit_bias=ttype.bias_vector(ckpt.vocab, args.feel) if ttype is not None else None,
+        beam_width=beam, alternatives=args.alternatives, precision=args.precision, bars=args.bars, form=shape.form,
+        logit_bias=shape.logit_bias(ckpt.vocab),
     )
     compile_prime(ckpt.vocab, cfg.prime)  # unknown prime tokens fail before anything is generated
     settings = Settings(
         model=model_name(args.model), seed=None if beam else seed, temperature=cfg.temperature, top_k=cfg.top_k,
         top_p=cfg.top_p, prime=" ".join(cfg.prime), max_length=cfg.max_length, beam=beam or None, key=key,
-        precision=cfg.precision, bars=cfg.bars, form=_form_flags(args), tempo=args.tempo, program=args.program, first_x=args.first_index,
+        precision=cfg.precision, bars=cfg.bars, form=shape.flags, tempo=args.tempo, program=args.program, first_x=args.first_index,
         interventions=" ".join([f"--ablate {a}" for a in args.ablate] + [f"--clamp {c}" for c in args.clamp]),
     )
     hooks = _intervention_hooks(ckpt.model, args.ablate, args.clamp)
@@ -348,58 +350,6 @@ def run_generate(args) -> int:
         print(f"folkrnn generate: left out {len(skipped)} sequence(s) that do not start with a meter and a key token "
               f"(tunes {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})", file=sys.stderr)
     return 0
-
-
-def _tune_type(args):
-    """--type -> a sample.types.TuneType (its form becomes --form unless one is given), or None."""
-    from folkrnn.sample.types import check_feel, tune_type
-
-    check_feel(args.feel)
-    if args.tune_type is None:
-        if args.feel != 1.0:
-            raise FolkRNNError("conflicting options: --feel needs --type")
-        return None
-    t = tune_type(args.tune_type)
-    if args.form is None:
-        args.form = t.form
-        if args.form_bars == 8:
-            args.form_bars = t.bars
-    return t
-
-
-def _form(args):
-    """--form and its knobs -> a sample.Form, or None; knobs without --form are refused."""
-    from folkrnn.sample import Form
-
-    if args.form is not None and args.form.strip().lower() == "none":
-        args.form = None
-
-    knobs = [f"--{k.replace('_', '-')}" for k, d in (("form_bars", 8), ("endings", 0), ("form_candidates", 8),
-                                                     ("form_lookahead", 2)) if getattr(args, k) != d]
-    if args.form is None:
-        if knobs:
-            raise FolkRNNError(f"conflicting options: {', '.join(knobs)} need --form")
-        return None
-    if args.beam is not None:
-        raise FolkRNNError("conflicting options: --form samples; beam search cannot follow a form")
-    lookahead = args.form_lookahead if args.form_lookahead != 2 else max(1, min(2, args.form_bars - 1))
-    return Form.parse(args.form, bars=args.form_bars, endings=args.endings, candidates=args.form_candidates,
-                      lookahead=lookahead)
-
-
-def _form_flags(args) -> str:
-    """The --type and --form options as typed again (for the tune's `%` comment and the studio's command)."""
-    out = []
-    if args.tune_type is not None:
-        out.append(f"--type {args.tune_type.lower()}" + (f" --feel {args.feel:g}" if args.feel != 1.0 else ""))
-    if args.form is None:
-        return " ".join(out) + (" --form none" if out else "")
-    out.append(f"--form {args.form.upper()}")
-    for flag, k, d in (("--form-bars", "form_bars", 8), ("--endings", "endings", 0), ("--form-candidates", "form_candidates", 8),
-                       ("--form-lookahead", "form_lookahead", 2)):
-        if getattr(args, k) != d:
-            out.append(f"{flag} {getattr(args, k)}")
-    return " ".join(out)
 
 
 def _midi_options(args) -> dict:

@@ -97,6 +97,7 @@ class Evaluation:
     distributions: Distributions
     reference: Reference | None = None
     rejected: list[Rejected] = field(default_factory=list)
+    keys: list = field(default_factory=list)  # per tune (tonic as written, flats?) for ABC input, else None
 
     def to_json(self) -> dict:
         out = {
@@ -216,6 +217,7 @@ def evaluate_file(
     )
     ev.format = loaded.format
     ev.rejected = loaded.rejected
+    ev.keys = loaded.keys
     if ev.reference is not None and ref_loaded is not None:
         ev.reference.rejected = ref_loaded.rejected
     return ev

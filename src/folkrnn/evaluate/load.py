@@ -36,7 +36,9 @@ class Loaded:
 
     `positions[i]` is tune i's place in the file counted from 1, rejected ABC tunes
     included (the numbering of `evaluate --tunes` and `score`); `xs[i]` its X: field
-    (ABC only, else empty); `titles[i]` its first T: field (ABC only, else empty).
+    (ABC only, else empty); `titles[i]` its first T: field (ABC only, else empty);
+    `keys[i]` the tonic its K: field names and whether its signature has flats (ABC only,
+    else None: token files are in C).
     """
 
     path: str
@@ -46,6 +48,7 @@ class Loaded:
     rejected: list[Rejected] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     xs: list[str | None] = field(default_factory=list)
+    keys: list[tuple[str, bool] | None] = field(default_factory=list)  # ABC: (tonic as written, flats?)
 
 
 def is_abc(path: str | Path, head: str | None = None) -> bool:
@@ -107,4 +110,6 @@ def _load_abc(path: Path, vocab: Vocabulary) -> Loaded:
         out.titles.append(title)
         out.positions.append(n)
         out.xs.append(x)
+        tonic = getattr(r, "tonic", None)
+        out.keys.append((tonic, bool(getattr(r, "flats", False))) if tonic else None)
     return out

@@ -1,8 +1,8 @@
 """Generation and scoring: batched step-wise sampling, primes with wildcards, beam search.
 
-Modules: `config` (SampleConfig, Tune), `prime`, `randomness`, `step` (Stepper,
-HookedStepper), `generate` (sample), `beam`, `score`; every public name is importable
-from `folkrnn.sample`.
+Modules: `config` (SampleConfig, Tune), `prime`, `randomness`, `row` (RowDraw: one tune's
+token decision), `step` (Stepper, HookedStepper), `generate` (sample), `form`, `types`, `beam`,
+`score`; every public name is importable from `folkrnn.sample`.
 
 Sampling (docs/generate.md) carries (h, c) and feeds one token per step, so a tune costs O(n).
 Tunes are generated in a pool of `batch_size` rows; when a tune ends (`</s>` or the
@@ -41,11 +41,12 @@ from folkrnn.sample.prime import (
     KEY_WILDCARD, METER_WILDCARD, MODE_NAMES, WILDCARD, base_allowed, compile_prime, make_prime, parse_meter, parse_mode,
 )
 from folkrnn.sample.randomness import draw, filter_logits, softmax, uniforms
+from folkrnn.sample.row import RowDraw
 from folkrnn.sample.score import Scored, score_tunes
 from folkrnn.sample.step import HookedStepper, Stepper, auto_threads
 
 __all__ = [
-    "KEY_WILDCARD", "MAX_LENGTH", "METER_WILDCARD", "MODE_NAMES", "PRECISIONS", "WILDCARD", "Form", "HookedStepper", "SampleConfig",
+    "KEY_WILDCARD", "MAX_LENGTH", "METER_WILDCARD", "MODE_NAMES", "PRECISIONS", "WILDCARD", "Form", "HookedStepper", "RowDraw", "SampleConfig",
     "Scored", "Stepper", "Tune", "auto_threads", "base_allowed", "beam_search", "compile_prime", "draw",
     "filter_logits", "make_prime", "parse_meter", "parse_mode", "sample", "score_tunes", "softmax", "uniforms",
 ]

@@ -68,13 +68,18 @@ class Form:
     """A tune's plan. `parts`: in order; `bars`: per part (>= 2); `endings`: 0, or the bars of
     each of a repeated part's first and second endings; `candidates`: particles per part end
     (1 = the closing is forced with no choice); `lookahead`: bars before a part's end at which
-    the particles start (1 .. bars - 1)."""
+    the particles start (1 .. bars - 1); `close_temperature`: the temperature of those closing
+    bars (the colder of it and the tune's; None = the tune's): cadences in this music are
+    formulaic, and at 0.5 the tunes end on the tonic as often as the corpus's (docs/generate.md);
+    `sharpness`: the particle kept is drawn in proportion to weight ** sharpness."""
 
     parts: tuple[Part, ...]
     bars: int = 8
     endings: int = 0
     candidates: int = 8
     lookahead: int = 2
+    close_temperature: float | None = 0.5
+    sharpness: float = 1.0
     spec: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -90,9 +95,14 @@ class Form:
             raise FolkRNNError(f"--form-candidates must be 1 .. {MAX_CANDIDATES}, got {self.candidates}")
         if not isinstance(self.lookahead, int) or not 1 <= self.lookahead < self.bars:
             raise FolkRNNError(f"--form-lookahead must be 1 .. {self.bars - 1} bars, got {self.lookahead}")
+        if self.close_temperature is not None and not (0 < self.close_temperature <= 10):
+            raise FolkRNNError(f"--close-temperature must be in (0, 10], got {self.close_temperature}")
+        if not (isinstance(self.sharpness, (int, float)) and 0 <= self.sharpness <= 10):
+            raise FolkRNNError(f"--form-sharpness must be 0 .. 10, got {self.sharpness}")
 
     @classmethod
-    def parse(cls, spec: str, bars: int = 8, endings: int = 0, candidates: int = 8, lookahead: int = 2) -> Form:
+    def parse(cls, spec: str, bars: int = 8, endings: int = 0, candidates: int = 8, lookahead: int = 2,
+              close_temperature: float | None = 0.5, sharpness: float = 1.0) -> Form:
         """`AABB` -> parts A (repeated), B (repeated). A doubled letter is a repeated part; a
         single letter a part played once; a letter may come back later (`ABAC`).
 
@@ -110,7 +120,7 @@ class Form:
             parts.append(Part(run[0], len(run) == 2))
         if parts[0].letter != "A":
             raise FolkRNNError(f"--form {spec!r}: the first part is A")
-        return cls(tuple(parts), bars, endings, candidates, lookahead, spec=s)
+        return cls(tuple(parts), bars, endings, candidates, lookahead, close_temperature, sharpness, spec=s)
 
     def describe(self) -> str:
         close = f"{self.endings}-bar first and second endings" if self.endings else (
@@ -119,7 +129,7 @@ class Form:
 
     def to_dict(self) -> dict:
         return {"form": self.spec, "bars": self.bars, "endings": self.endings, "candidates": self.candidates,
-                "lookahead": self.lookahead}
+                "lookahead": self.lookahead, "close_temperature": self.close_temperature, "sharpness": self.sharpness}
 
 
 class FormPlan:
@@ -297,9 +307,10 @@ class _Row:
         return _Row(self.tune, stream, self.guard.copy(), self.plan.copy(), list(self.ids), self.lp)
 
 
-def _choose(members: list, eos: int, seed: int, key: tuple[int, int]) -> int:
-    """Index of the particle kept: in proportion to its weight, preferring any that did not hit the length cap."""
-    w = np.array([m[0].logw for m in members], dtype=np.float64)
+def _choose(members: list, eos: int, seed: int, key: tuple[int, int], sharpness: float = 1.0) -> int:
+    """Index of the particle kept: in proportion to its weight (to the power `sharpness`), preferring
+    any that did not hit the length cap."""
+    w = sharpness * np.array([m[0].logw for m in members], dtype=np.float64)
     capped = np.array([m[3] and m[0].ids[-1] != eos for m in members])
     if not capped.all():
         w[capped] = -np.inf
@@ -325,6 +336,10 @@ def sample_form(model, vocab: Vocabulary, cfg: SampleConfig, step, progress: boo
     eos = vocab.eos
     inv_t = 1.0 / cfg.temperature
     bias = cfg.bias_array(len(vocab))
+    # the closings are drawn at the colder of the two temperatures
+    close_t = None if form.close_temperature is None else min(form.close_temperature, cfg.temperature)
+    if close_t == cfg.temperature:
+        close_t = None
     prime = compile_prime(vocab, cfg.prime)
     P = len(prime.fixed)
     fixed_np = prime.fixed.numpy() if P else np.zeros(1, dtype=np.int64)
@@ -365,6 +380,9 @@ def sample_form(model, vocab: Vocabulary, cfg: SampleConfig, step, progress: boo
                                   torch.from_numpy(pos))
             z = logits.numpy().astype(np.float64)
             zt = z * inv_t if cfg.temperature != 1.0 else z.copy()
+            if close_t is not None:  # the rows drawing a part's closing
+                closing = np.array([r.group is not None for r in rows])
+                zt[closing] = z[closing] / close_t
             if bias is not None:
                 zt += bias
             pc = np.minimum(pos, max(P - 1, 0))
@@ -413,7 +431,7 @@ def sample_form(model, vocab: Vocabulary, cfg: SampleConfig, step, progress: boo
                     members.append((r, h[:, j : j + 1].clone(), c[:, j : j + 1].clone(), finished))
                     if len(members) == K:
                         del parked[r.group]
-                        row, hj, cj, done = members[_choose(members, eos, cfg.seed, r.group)]
+                        row, hj, cj, done = members[_choose(members, eos, cfg.seed, r.group, form.sharpness)]
                         row.group, row.logw = None, 0.0
                         if done:
                             finish(row)

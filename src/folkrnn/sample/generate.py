@@ -13,13 +13,13 @@ from folkrnn.hooks import any_hooks
 from folkrnn.model import FolkRNN
 from folkrnn.sample.beam import beam_search
 from folkrnn.sample.config import SampleConfig, Tune, progress_bar
-from folkrnn.sample.prime import base_allowed, compile_prime
+from folkrnn.sample.prime import compile_prime
 from folkrnn.sample.randomness import draw, filter_logits, log_softmax_at, softmax, uniforms
+from folkrnn.sample.row import prime_masks, tempered, wrap_up_from
 from folkrnn.sample.step import HookedStepper, Stepper
 from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
-WRAP_UP = 150  # --bars strict: in a tune's last tokens before the cap, end as soon as the bars allow
 
 
 def sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool = False,
@@ -38,7 +38,11 @@ def sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool 
 
     The network step runs in torch; the per-row bookkeeping and the draw run in numpy,
     whose small-array operations cost a fraction of torch's per-call overhead (it is
-    most of the time per token at batch 1)."""
+    most of the time per token at batch 1).
+
+    The token decision is `folkrnn.sample.row.RowDraw`'s (the studio's, one row at a time),
+    written here over the whole batch at once for speed from the same helpers; a test
+    (tests/test_row.py) holds the two together token for token."""
     if len(vocab) != model.config.vocab_size:
         raise FolkRNNError(f"vocabulary has {len(vocab)} tokens but the model expects {model.config.vocab_size}")
     if hooks is not None:
@@ -66,10 +70,8 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
     eos = vocab.eos
     K = min(cfg.alternatives, V)
     inv_t = 1.0 / cfg.temperature
-    fixed_np = prime.fixed.numpy()
     # 0 where a token may be drawn, -inf where not: per prime position, and after the prime.
-    mask_prime = np.where(prime.allowed.numpy(), 0.0, -np.inf)
-    mask_base = np.where(base_allowed(vocab).numpy(), 0.0, -np.inf)
+    fixed_np, mask_prime, mask_base = prime_masks(vocab, prime)
     bias = cfg.bias_array(V)
 
     # The forced opening of the prime is the same for every tune: run it once (not with
@@ -114,9 +116,7 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
         while len(inp):
             logits, (h, c) = step(torch.from_numpy(inp), (h, c), torch.from_numpy(tune_idx), torch.from_numpy(pos))
             z = logits.numpy().astype(np.float64)
-            zt = z * inv_t if cfg.temperature != 1.0 else z.copy()
-            if bias is not None:
-                zt += bias
+            zt = tempered(z, cfg.temperature, bias)
             fixed = None
             if P and pos.min() < P:
                 in_prime = pos < P
@@ -126,7 +126,7 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
             else:
                 zt += mask_base
             if guards is not None:
-                zt = guards.restrict(zt, fixed, tune_idx, pos, pos >= L - min(WRAP_UP, L // 4))
+                zt = guards.restrict(zt, fixed, tune_idx, pos, pos >= wrap_up_from(L))
             if alts is not None:
                 for r, row_alts in enumerate(_top_alternatives(vocab, zt, K)):
                     alts[r].append(row_alts)

@@ -79,3 +79,84 @@ def check_feel(feel: float) -> float:
     if not (isinstance(feel, (int, float)) and np.isfinite(feel) and 0 <= feel <= MAX_FEEL):
         raise FolkRNNError(f"--feel must be 0 .. {MAX_FEEL:g}, got {feel}")
     return float(feel)
+
+
+# -- a type and a form, as a request gives them (`folkrnn generate`, the studio) --------------------
+@dataclass(frozen=True)
+class Shape:
+    """What a tune type, a form and their knobs make of a request (see `shape_of`).
+
+    `meter`: the meter to prime with (e.g. "6/8"; None: the request's own choice, none);
+    `form`: the plan (`folkrnn.sample.form.Form`) or None; `flags`: the `folkrnn generate`
+    options that say the same (`--type jig --form AABB`, "" for none)."""
+
+    type: TuneType | None
+    feel: float
+    meter: str | None
+    form: object | None
+    flags: str
+
+    def logit_bias(self, vocab: Vocabulary) -> tuple[float, ...] | None:
+        """`SampleConfig.logit_bias`: the type's feel over `vocab`, or None."""
+        return self.type.bias_vector(vocab, self.feel) if self.type is not None else None
+
+
+FORM_KNOBS = (("form_bars", "--form-bars", 8), ("endings", "--endings", 0), ("form_candidates", "--form-candidates", 8),
+              ("form_lookahead", "--form-lookahead", 2), ("close_temperature", "--close-temperature", 0.5))
+
+
+def shape_of(type_name: str | None = None, form: str | None = None, form_bars: int = 8, endings: int = 0,
+             meter: str | None = None, feel: float = 1.0, form_candidates: int = 8, form_lookahead: int = 2,
+             beam: bool = False, close_temperature: float = 0.5) -> Shape:
+    """The rules of `--type`, `--feel`, `--form` and its knobs, for every front end.
+
+    A type sets the meter (a different `meter` is refused), the form unless one is given
+    (`form="none"`: no plan) and its bars when they are left at 8, and the feel; knobs
+    without a form, a feel without a type and a form with beam search are refused
+    (FolkRNNError, one line).
+
+    >>> s = shape_of("jig")
+    >>> s.meter, s.form.spec, s.flags
+    ('6/8', 'AABB', '--type jig --form AABB')
+    >>> shape_of(form="aabb", form_bars=4, endings=1).flags
+    '--form AABB --form-bars 4 --endings 1'
+    >>> shape_of("reel", form="none").form, shape_of().flags
+    (None, '')
+    """
+    from folkrnn.sample.form import Form
+    from folkrnn.sample.prime import parse_meter
+
+    check_feel(feel)
+    knobs = {"form_bars": form_bars, "endings": endings, "form_candidates": form_candidates, "form_lookahead": form_lookahead,
+             "close_temperature": close_temperature}
+    t = None
+    flags = []
+    if type_name is None:
+        if feel != 1.0:
+            raise FolkRNNError("conflicting options: --feel needs --type")
+    else:
+        t = tune_type(type_name)
+        if meter is not None and parse_meter(meter) != t.meter:
+            raise FolkRNNError(f"conflicting options: --type {t.name} is in {t.meter.removeprefix('M:')}, not --meter {meter}")
+        meter = t.meter.removeprefix("M:")
+        if form is None:
+            form = t.form
+            if form_bars == 8:
+                knobs["form_bars"] = t.bars
+        flags.append(f"--type {type_name.lower()}" + (f" --feel {feel:g}" if feel != 1.0 else ""))
+    if form is not None and form.strip().lower() == "none":
+        form = None
+    if form is None:
+        given = [flag for k, flag, d in FORM_KNOBS if knobs[k] != d]
+        if given:
+            raise FolkRNNError(f"conflicting options: {', '.join(given)} need{'' if len(given) > 1 else 's'} --form")
+        return Shape(t, feel, meter, None, " ".join(flags + (["--form none"] if flags else [])))
+    if beam:
+        raise FolkRNNError("conflicting options: --form samples; beam search cannot follow a form")
+    bars = knobs["form_bars"]
+    lookahead = knobs["form_lookahead"] if knobs["form_lookahead"] != 2 else max(1, min(2, bars - 1))
+    plan = Form.parse(form, bars=bars, endings=knobs["endings"], candidates=knobs["form_candidates"], lookahead=lookahead,
+                      close_temperature=close_temperature)
+    flags.append(f"--form {form.upper()}")
+    flags += [f"{flag} {knobs[k]:g}" for k, flag, d in FORM_KNOBS if knobs[k] != d]
+    return Shape(t, feel, meter, plan, " ".join(flags))

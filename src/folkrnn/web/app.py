@@ -36,6 +36,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -47,7 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from folkrnn.checkpoint import Checkpoint
 from folkrnn.errors import FolkRNNError
-from folkrnn.sample import Stepper
+from folkrnn.sample import Stepper, Tune
+from folkrnn.sample.types import TYPE_NAMES, tune_type
 from folkrnn.tokens import METERS, MODES
 from folkrnn.vocab import Vocabulary
 from folkrnn.web.archive import Archive, NewTune, Query
@@ -59,6 +61,8 @@ from folkrnn.web.engine import (
     audio_missing,
     command_line,
     compose_config,
+    compose_shape,
+    form_tunes,
     prime_tokens,
     token_probabilities,
     tune_abc,
@@ -177,12 +181,17 @@ class ComposeBody(Strict):
     key: str = Field("C", max_length=3)
     prime: str = ""
     prime_format: Literal["tokens", "abc"] = "tokens"
-    temperature: float = Field(1.0, gt=0, le=10)
+    temperature: float = Field(0.9, gt=0, le=10)
     top_k: int | None = Field(None, ge=1)
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = Field(None, ge=0, lt=2**64)
     num_tunes: int = Field(1, ge=1)
     max_tokens: int | None = Field(None, ge=1)  # None: the server's limit
+    bars: Literal["free", "strict"] = "free"
+    tune_type: str = Field("", max_length=MAX_NAME_CHARS)  # "" or a type (engine.compose_config checks it)
+    form: str | None = Field(None, max_length=MAX_NAME_CHARS)  # None: the type's; "" or "none": no plan
+    form_bars: int = Field(8, ge=1, le=1000)  # the library's rules (2 .. 64) give the message
+    endings: int = Field(0, ge=0, le=2)
 
 
 class PrimeBody(Strict):
@@ -386,21 +395,7 @@ class Studio:
         try:
             cfg = compose_config(form, entry.ckpt.vocab, seed)
             settings = {**form.to_dict(), "seed": seed}
-            batcher = self.batchers[entry.id]
-            jobs = []
-            for i in range(form.num_tunes):  # all the request's tunes join the batch at once
-                emit("tune_start", {"index": i})
-                pos = iter(range(cfg.max_length))
-
-                def on_token(tok: str, i: int = i, pos=pos) -> None:
-                    emit("token", {"index": i, "pos": next(pos), "token": tok})
-
-                jobs.append(batcher.submit(Job(cfg, i, on_token, cancel, deadline)))
-            for i, job in enumerate(jobs):
-                job.done.wait()
-                if job.error is not None:
-                    raise job.error
-                tune = job.result
+            for i, tune in enumerate(self._tunes(cfg, entry, emit, cancel, deadline)):
                 with self._lock:
                     self.tokens_generated += len(tune.tokens)
                 tid = self.archive.add(NewTune(entry.id, seed, i, settings, tune.tokens,
@@ -426,6 +421,36 @@ class Studio:
             with self._lock:
                 self.active -= 1
 
+    def _tunes(self, cfg, entry: ModelEntry, emit, cancel: threading.Event, deadline: float) -> Iterator[Tune]:
+        """The request's tunes in order, their tokens emitted as they come. Without a form all
+        of them join the model's Batcher at once; a form's tunes are made here, in this worker
+        thread (`form_tunes`: a part's closing is chosen among particles, so a tune's tokens
+        are sent when it is done; the page says "planning the form...")."""
+        if cfg.form is not None:
+            for i in range(cfg.num_tunes):
+                emit("tune_start", {"index": i, "planning": True})
+            for tune in form_tunes(entry.ckpt.model, entry.step, entry.ckpt.vocab,
+                                   replace(cfg, batch_size=cfg.num_tunes), cancel, deadline):
+                for p, tok in enumerate(tune.tokens):
+                    emit("token", {"index": tune.index, "pos": p, "token": tok})
+                yield tune
+            return
+        batcher = self.batchers[entry.id]
+        jobs = []
+        for i in range(cfg.num_tunes):  # all the request's tunes join the batch at once
+            emit("tune_start", {"index": i})
+            pos = iter(range(cfg.max_length))
+
+            def on_token(tok: str, i: int = i, pos=pos) -> None:
+                emit("token", {"index": i, "pos": next(pos), "token": tok})
+
+            jobs.append(batcher.submit(Job(cfg, i, on_token, cancel, deadline)))
+        for job in jobs:
+            job.done.wait()
+            if job.error is not None:
+                raise job.error
+            yield job.result
+
     def tune_view(self, rec, key: str | None = None) -> dict:
         """A tune as the page shows it: the record plus ABC text and the command line."""
         d = rec.to_dict()
@@ -434,7 +459,7 @@ class Studio:
         entry = self.models.get(rec.model)
         label, vocab = (entry.label, entry.ckpt.vocab) if entry else (rec.model, Vocabulary.v2())
         try:
-            cmd = command_line(compose_config(form, vocab, rec.seed), key, label)
+            cmd = command_line(compose_config(form, vocab, rec.seed), key, label, compose_shape(form).flags)
         except FolkRNNError as e:  # settings this server no longer accepts
             cmd = f"(cannot be made again here: {e})"
         d["command"] = f"{cmd}   # tune {rec.index + 1} of {form.num_tunes}"
@@ -559,6 +584,8 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None, token: st
             "default_model": studio.default_model,
             "meters": [m[2:] for m in METERS],
             "modes": ["major", "minor", "dorian", "mixolydian"],
+            "tune_types": [{"name": t.name, "meter": t.meter.removeprefix("M:"), "form": t.form, "bars": t.bars}
+                           for t in map(tune_type, TYPE_NAMES)],
             "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
             "missing": {"abcjs": None if studio.abcjs else "staff notation needs abcjs: run `npm ci` in the folkrnn checkout",
                         "audio": studio.audio_missing},

@@ -1,10 +1,12 @@
 """The studio's view of the library: settings -> a token stream, a tune -> its files.
 
-`Compose` is what the Compose form sends, checked (`compose_config`); `TuneStream`
-generates one tune at batch 1 and yields its tokens as they are drawn, with exactly
-the arithmetic and randomness of `folkrnn.sample.sample` (tune `index` of a request
-is tune `index` of `folkrnn generate` with the same settings), so a seed written in
-the archive makes the tune again anywhere. `token_probabilities` is the Inspect
+`Compose` is what the Compose form sends, checked (`compose_config`, with the CLI's
+rules for a type and a form: `folkrnn.sample.types.shape_of`); `TuneStream` generates
+one tune at batch 1 and yields its tokens as they are drawn, deciding each token with
+the library's `folkrnn.sample.RowDraw` (tune `index` of a request is tune `index` of
+`folkrnn generate` with the same settings), so a seed written in the archive makes the
+tune again anywhere. A tune in a form comes whole, from the library's form sampler
+(`form_tunes`). `token_probabilities` is the Inspect
 view's teacher forcing: the model's probability of each token of a given tune, with
 the alternatives.
 
@@ -34,18 +36,16 @@ from folkrnn.sample import (
     KEY_WILDCARD,
     METER_WILDCARD,
     WILDCARD,
+    RowDraw,
     SampleConfig,
     Stepper,
     Tune,
-    base_allowed,
     compile_prime,
-    draw,
-    filter_logits,
     make_prime,
     parse_meter,
     parse_mode,
-    uniforms,
 )
+from folkrnn.sample.types import Shape, shape_of
 from folkrnn.vocab import BOS, EOS, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,12 @@ class Cancelled(Exception):
 class Compose:
     """The Compose form. `meter`/`mode` None = the model chooses; `key` is the tonic the
     ABC is written in; `prime` is ABC or space-separated v2 tokens (wildcards `*`,
-    `M:*`, `K:*` allowed); `seed` None = a fresh one chosen by the server."""
+    `M:*`, `K:*` allowed); `seed` None = a fresh one chosen by the server.
+
+    `bars`: "free" or "strict" (`--bars strict`); `tune_type`: "" or a type of
+    `folkrnn.sample.types` (`--type`: its meter, its form unless `form` says otherwise,
+    its feel); `form`: the plan (`--form AABB`), None = the type's (none without a type),
+    "" or "none" = no plan; `form_bars`, `endings`: `--form-bars`, `--endings`."""
 
     model: str = "default"
     meter: str | None = None
@@ -69,12 +74,17 @@ class Compose:
     key: str = "C"
     prime: str = ""
     prime_format: str = "tokens"
-    temperature: float = 1.0
+    temperature: float = 0.9  # the README's advice: 0.8-0.9
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
     num_tunes: int = 1
     max_tokens: int = 1000
+    bars: str = "free"
+    tune_type: str = ""
+    form: str | None = None
+    form_bars: int = 8
+    endings: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,23 +132,34 @@ def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None
     return (m, k, *toks)
 
 
+def compose_shape(form: Compose) -> Shape:
+    """The form's type, plan and their flags, by `folkrnn generate`'s rules (`shape_of`)."""
+    plan = "none" if form.form is not None and not form.form.strip() else form.form
+    return shape_of(form.tune_type or None, plan, form.form_bars, form.endings, form.meter)
+
+
 def compose_config(form: Compose, vocab: Vocabulary, seed: int) -> SampleConfig:
     """A checked SampleConfig for the form (FolkRNNError with a one-line reason)."""
     from folkrnn.abc import parse_key
 
     parse_key(form.key)
-    prime = prime_tokens(form.prime, form.prime_format, form.meter, form.mode)
+    shape = compose_shape(form)
+    prime = prime_tokens(form.prime, form.prime_format, shape.meter, form.mode)
     cfg = SampleConfig(num_tunes=form.num_tunes, temperature=form.temperature, seed=seed, top_k=form.top_k,
-                       top_p=form.top_p, prime=prime, max_length=form.max_tokens, batch_size=1)
+                       top_p=form.top_p, prime=prime, max_length=form.max_tokens, batch_size=1, bars=form.bars,
+                       form=shape.form, logit_bias=shape.logit_bias(vocab))
     compile_prime(vocab, cfg.prime)  # names every unknown token
     return cfg
 
 
-def command_line(cfg: SampleConfig, key: str, model_label: str) -> str:
-    """The `folkrnn generate` command that makes the same tunes as `cfg`.
+def command_line(cfg: SampleConfig, key: str, model_label: str, flags: str = "") -> str:
+    """The `folkrnn generate` command that makes the same tunes as `cfg`; `flags`: its
+    `--type`/`--form` options (`compose_shape(form).flags`), which set its form and feel.
 
     >>> command_line(SampleConfig(num_tunes=2, seed=7, prime=("M:6/8", "K:*", "|:", "G")), "D", "default")
     "folkrnn generate -m default --seed 7 -n 2 --prime 'M:6/8 K:* |: G' --key D"
+    >>> command_line(SampleConfig(seed=7, bars="strict", prime=("M:6/8", "K:*")), "C", "default", "--type jig --form none")
+    "folkrnn generate -m default --seed 7 -n 1 --prime 'M:6/8 K:*' --bars strict --type jig --form none --key C"
     """
     import shlex
 
@@ -153,85 +174,101 @@ def command_line(cfg: SampleConfig, key: str, model_label: str) -> str:
         parts += ["--prime", " ".join(cfg.prime)]
     if cfg.max_length != SampleConfig.max_length:
         parts += ["--max-length", str(cfg.max_length)]
+    if cfg.bars != "free" and cfg.form is None:  # a form implies --bars strict
+        parts += ["--bars", cfg.bars]
+    parts += flags.split()
     parts += ["--key", key]
     return " ".join(shlex.quote(p) for p in parts)
 
 
 # -- generation, one token at a time --------------------------------------------------------
-class _Draw:
-    """The sampler's per-token decision for one tune, fed the logits of each step:
-    masks of the prime, temperature, top-k/top-p, the counter-based draw for
-    (seed, index, position), forced prime tokens, the running log-probability."""
-
-    def __init__(self, vocab: Vocabulary, cfg: SampleConfig, index: int):
-        prime = compile_prime(vocab, cfg.prime)
-        self.vocab, self.cfg, self.index = vocab, cfg, np.array([index])
-        self.fixed = prime.fixed.numpy()
-        self.mask_prime = np.where(prime.allowed.numpy(), 0.0, -np.inf)
-        self.mask_base = np.where(base_allowed(vocab).numpy(), 0.0, -np.inf)
-        self.inv_t = 1.0 / cfg.temperature
-        self.pos = 0
-        self.ids: list[int] = []
-        self.lp = 0.0
-        self.ended = False
-
-    def __call__(self, z: np.ndarray) -> int | None:
-        """z: (1, V) float64 logits for the next position -> the token id drawn, or
-        None when the tune is over (`</s>` drawn, or the length cap reached)."""
-        cfg, pos = self.cfg, self.pos
-        zt = z * self.inv_t if cfg.temperature != 1.0 else z.copy()
-        zt += self.mask_prime[pos] if pos < len(self.fixed) else self.mask_base
-        zt = filter_logits(zt, cfg.top_k, cfg.top_p)
-        tok = int(draw(zt, uniforms(cfg.seed, self.index, np.array([pos])))[0])
-        if pos < len(self.fixed) and self.fixed[pos] >= 0:
-            tok = int(self.fixed[pos])
-        m = z.max()
-        self.lp += float(z[0, tok] - m - np.log(np.exp(z[0] - m).sum()))
-        self.pos += 1
-        if tok == self.vocab.eos:
-            self.ended = True
-            return None
-        self.ids.append(tok)
-        return tok if self.pos < cfg.max_length else None
-
-    @property
-    def last(self) -> str:
-        return self.vocab.tokens[self.ids[-1]]
-
-    def tune(self) -> Tune:
-        return Tune(int(self.index[0]), self.vocab.decode(self.ids), self.lp, not self.ended)
-
-
 class TuneStream:
     """Iterate to get tune `index`'s tokens as they are drawn; then `.tune` holds it.
 
     Same draws as `sample(model, vocab, cfg)`'s tune `index` (see the module docstring);
     `cancel` (checked every step) or `deadline` (time.monotonic()) raise Cancelled.
     ~0.7 ms per token for the v2 model on one CPU thread. The server runs `Batcher`,
-    which steps all the tunes being made together; this is its one-tune reference."""
+    which steps all the tunes being made together; this is its one-tune reference.
+    With a form (`cfg.form`) the tune comes whole once made (`form_tune`), on `model`
+    (default: the hooked step's)."""
 
     def __init__(self, step: Stepper, vocab: Vocabulary, cfg: SampleConfig, index: int,
-                 cancel: threading.Event | None = None, deadline: float | None = None):
+                 cancel: threading.Event | None = None, deadline: float | None = None, model: FolkRNN | None = None):
         self.step, self.vocab, self.cfg, self.index = step, vocab, cfg, index
-        self.cancel, self.deadline = cancel, deadline
+        self.cancel, self.deadline, self.model = cancel, deadline, model
         self.tune: Tune | None = None
 
     @torch.inference_mode()
     def __iter__(self) -> Iterator[str]:
-        d = _Draw(self.vocab, self.cfg, self.index)
+        if self.cfg.form is not None:  # a form's closings are chosen by particles: the tune comes whole
+            model = self.model if self.model is not None else getattr(self.step, "model", None)
+            if model is None:
+                raise FolkRNNError("a tune in a form needs the model (TuneStream(..., model=...))")
+            self.tune = form_tune(model, self.step, self.vocab, self.cfg, self.index, self.cancel, self.deadline)
+            yield from self.tune.tokens
+            return
+        d = RowDraw(self.vocab, self.cfg, self.index)
         state = self.step.initial_state(1)
         inp = self.vocab.bos
-        while True:
-            if (self.cancel is not None and self.cancel.is_set()) or (self.deadline is not None and time.monotonic() > self.deadline):
+        while not d.done:
+            if _stopped(self.cancel, self.deadline):
                 raise Cancelled(f"tune {self.index + 1} stopped after {d.pos} tokens")
             logits, state = self.step(torch.tensor([inp]), state)
             tok = d(logits.numpy().astype(np.float64))
-            if d.ids and (tok is not None or not d.ended):
-                yield d.last
             if tok is None:
                 break
+            yield self.vocab.tokens[tok]
             inp = tok
         self.tune = d.tune()
+
+
+def _stopped(cancel: threading.Event | None, deadline: float | None) -> bool:
+    return (cancel is not None and cancel.is_set()) or (deadline is not None and time.monotonic() > deadline)
+
+
+class _Checked:
+    """A step that raises Cancelled when the request is cancelled or past its deadline."""
+
+    def __init__(self, step: Stepper, cancel: threading.Event | None, deadline: float | None):
+        self.step, self.cancel, self.deadline = step, cancel, deadline
+
+    def initial_state(self, batch: int):
+        return self.step.initial_state(batch)
+
+    def __call__(self, *a, **k):
+        if _stopped(self.cancel, self.deadline):
+            raise Cancelled("stopped while planning the form")
+        return self.step(*a, **k)
+
+
+@torch.inference_mode()
+def form_tunes(model: FolkRNN, step: Stepper, vocab: Vocabulary, cfg: SampleConfig,
+               cancel: threading.Event | None = None, deadline: float | None = None) -> Iterator[Tune]:
+    """The tunes of a config with a form (`cfg.form`), in order, made by the library's form
+    sampler (`folkrnn.sample.form.sample_form`) on `step`: tune i is `folkrnn generate`'s
+    tune i (it depends on (seed, i) only). A tune comes whole: its tokens are known only
+    once the closing of each part has been chosen among the particles. The server runs it
+    in the request's worker thread, on the model's fast step, which never reads Inspect's
+    hooks; `cancel` and `deadline` are checked at every step."""
+    from folkrnn.sample.form import sample_form
+
+    assert cfg.form is not None
+    yield from sample_form(model, vocab, cfg, _Checked(step, cancel, deadline))
+
+
+def form_tune(model: FolkRNN, step: Stepper, vocab: Vocabulary, cfg: SampleConfig, index: int,
+              cancel: threading.Event | None = None, deadline: float | None = None) -> Tune:
+    """Tune `index` of a config with a form: the form sampler makes tunes 0..index (it has no
+    way to start at a later tune) and the last is kept."""
+    from dataclasses import replace
+
+    tunes = form_tunes(model, step, vocab, replace(cfg, num_tunes=index + 1, batch_size=max(cfg.batch_size, index + 1)),
+                       cancel, deadline)
+    tune = None
+    for tune in tunes:
+        pass
+    assert tune is not None and tune.index == index
+    return tune
 
 
 @dataclass(eq=False)
@@ -254,7 +291,8 @@ class Batcher:
     whichever client, as one batch (a new tune joins at the next step, a finished or
     cancelled one leaves), so 20 clients cost about one batched step per token rather
     than 20 steps fighting for the cores and the GIL. Each tune's draws are its own
-    (`_Draw`), the same as `TuneStream`'s and the sampler's."""
+    (`folkrnn.sample.RowDraw`), the same as `TuneStream`'s and the sampler's. A tune in a
+    form is not stepped here (`form_tunes`): its job fails."""
 
     def __init__(self, step: Stepper, vocab: Vocabulary, name: str = "folkrnn-batch"):
         self.step, self.vocab = step, vocab
@@ -283,7 +321,7 @@ class Batcher:
     @torch.inference_mode()
     def _run(self) -> None:
         torch.set_num_threads(1)
-        rows: list[tuple[Job, _Draw]] = []
+        rows: list[tuple[Job, RowDraw]] = []
         h = c = None
         inp = np.zeros(0, dtype=np.int64)
         while True:
@@ -299,7 +337,7 @@ class Batcher:
                 new, self._new = self._new, []
             for job in new:
                 try:
-                    d = _Draw(self.vocab, job.cfg, job.index)
+                    d = RowDraw(self.vocab, job.cfg, job.index)
                 except BaseException as e:  # a bad prime: the job fails, the batch goes on
                     self._finish(job, error=e)
                     continue
@@ -317,13 +355,13 @@ class Batcher:
                 self.steps += 1
                 keep = []
                 for r, (job, d) in enumerate(rows):
-                    if (job.cancel is not None and job.cancel.is_set()) or (job.deadline is not None and time.monotonic() > job.deadline):
+                    if _stopped(job.cancel, job.deadline):
                         self._finish(job, error=Cancelled(f"tune {job.index + 1} stopped after {d.pos} tokens"))
                         continue
                     tok = d(z[r : r + 1])
-                    if d.ids and (tok is not None or not d.ended):
-                        job.on_token(d.last)
-                    if tok is None:
+                    if tok is not None:
+                        job.on_token(self.vocab.tokens[tok])
+                    if d.done:
                         self._finish(job, result=d.tune())
                         continue
                     inp[r] = tok
@@ -431,5 +469,5 @@ def token_probabilities(model: FolkRNN, vocab: Vocabulary, tokens: Sequence[str]
 
 __all__ = [
     "Batcher", "Cancelled", "Job", "Compose", "PRIME_FORMATS", "StepProbs", "TuneStream", "WILDCARD", "audio_missing", "command_line",
-    "compose_config", "prime_tokens", "token_probabilities", "tune_abc", "tune_midi", "tune_wav",
+    "compose_config", "compose_shape", "form_tune", "form_tunes", "prime_tokens", "token_probabilities", "tune_abc", "tune_midi", "tune_wav",
 ]

@@ -100,6 +100,8 @@ function renderTune(tune, container, { replace = false } = {}) {
   const s = tune.settings;
   const bits = [`#${tune.id}`, tune.meter ? tune.meter.slice(2) : "?", tune.mode_name ? `${tune.key} ${tune.mode_name}` : "?",
     `${tune.tokens.length} tokens`, `seed ${tune.seed}`, `tune ${tune.index + 1}`, `T ${s.temperature}`];
+  if (s.tune_type) bits.push(s.tune_type);
+  if (s.bars === "strict") bits.push("bars strict");
   if (tune.truncated) bits.push("stopped at the length cap");
   $(".meta", card).textContent = bits.join(" · ");
   $(".abc", card).textContent = tune.abc || `not a well-formed transcription: ${tune.abc_error}\n${tune.tokens.join(" ")}`;
@@ -218,6 +220,12 @@ function reuseSettings(tune) {
   f.temperature.value = s.temperature;
   f.top_k.value = s.top_k ?? "";
   f.top_p.value = s.top_p ?? "";
+  f.tune_type.value = s.tune_type || "";
+  f.bars.value = s.bars || "free";
+  f.form.value = s.form == null ? "auto" : (s.form === "" ? "none" : s.form.toUpperCase());
+  if (!f.form.value) f.form.value = "auto";  // a form this menu does not list
+  f.form_bars.value = s.form_bars ?? 8;
+  f.endings.value = String(s.endings ?? 0);
   f.seed.value = tune.seed;
   $("#f-lock").checked = true;
   f.num_tunes.value = s.num_tunes;
@@ -232,8 +240,12 @@ function composeBody() {
   const body = {
     model: f.model.value, meter: f.meter.value || null, mode: f.mode.value || null, key: f.key.value,
     prime: f.prime.value, prime_format: $("input[name=prime_format]:checked", f).value,
-    temperature: Number(f.temperature.value || 1), top_k: num(f.top_k.value), top_p: num(f.top_p.value),
-    seed: $("#f-lock").checked ? num(f.seed.value) : null, num_tunes: Number(f.num_tunes.value || 1),
+    temperature: Number(f.temperature.value || 0.9), top_k: num(f.top_k.value), top_p: num(f.top_p.value),
+    // a seed typed since the last tune is used once; "lock" keeps it for the tunes after
+    seed: $("#f-lock").checked || f.seed.dataset.typed ? num(f.seed.value) : null,
+    num_tunes: Number(f.num_tunes.value || 1),
+    bars: f.bars.value, tune_type: f.tune_type.value, form: f.form.value === "auto" ? null : f.form.value,
+    form_bars: Number(f.form_bars.value || 8), endings: Number(f.endings.value || 0),
   };
   return body;
 }
@@ -298,14 +310,23 @@ async function compose(ev) {
       buffer = parseEvents(buffer + decoder.decode(value, { stream: true }), (event, data) => {
         if (event === "start") {
           if (!$("#f-lock").checked) $("#f-seed").value = data.seed;
+          delete $("#f-seed").dataset.typed;
         } else if (event === "tune_start") {
           const line = document.createElement("div");
           line.className = "stream-line";
           line.dataset.index = data.index + 1;
+          if (data.planning) {  // a form's tokens come when its closings are chosen
+            const note = document.createElement("span");
+            note.className = "planning";
+            note.textContent = "planning the form…";
+            line.append(note);
+          }
           text.append(line);
           lines.set(data.index, line);
         } else if (event === "token") {
           const line = lines.get(data.index);
+          const note = line.querySelector(".planning");
+          if (note) note.remove();
           if (!stream.dataset.firstTokenMs) stream.dataset.firstTokenMs = Math.round(performance.now() - t0);
           line.append(document.createTextNode((line.firstChild ? " " : "") + data.token));
           text.scrollTop = text.scrollHeight;
@@ -690,10 +711,16 @@ async function start() {
   fillSelect($("#f-mode"), info.modes);
   fillSelect($("#a-mode"), info.modes);
   fillSelect($("#f-key"), KEYS);
+  for (const t of info.tune_types) $("#f-tune_type").append(new Option(t.name, t.name));
   $("#f-num_tunes").max = info.limits.max_tunes;
   for (const b of $$("nav [role=tab]")) b.addEventListener("click", () => showView(b.dataset.view));
   const f = $("#compose-form");
   f.addEventListener("submit", compose);
+  f.seed.addEventListener("input", () => { f.seed.dataset.typed = "1"; });
+  f.tune_type.addEventListener("change", () => {  // a type has its meter
+    const t = info.tune_types.find((x) => x.name === f.tune_type.value);
+    if (t) { f.meter.value = t.meter; checkPrime(); }
+  });
   for (const el of [f.prime, f.meter, f.mode, f.model, ...$$("input[name=prime_format]", f)]) el.addEventListener("input", checkPrime);
   $("#compose-stop").addEventListener("click", () => state.controller && state.controller.abort());
   $("#archive-form").addEventListener("submit", searchArchive);
