@@ -20,6 +20,11 @@ LSTM kernel (`FolkRNN.step`, oneDNN on and off), our `Stepper` in float32, bfloa
 distributions drift from float32 over 100 steps (max |dp|, mean KL).
 On a busy machine use --threads 1 (two threads wait for a core, up to 10x slower).
 
+--form AABB times free sampling against sampling in that form (`--form`, its default
+candidates, lookahead and closing temperature) on the same model (use -m default: a
+real model's tunes end where the plan lets them), --form-tunes each, batch --batch,
+and prints the ratio of tunes/s (target: the form >= 1/3 of free).
+
 --hooks prints, side by side, the fast path (`Stepper`), the hooked step with no hook,
 with one ablation hook (unit 12 of layer 3's h set to 0 in every row at every step),
 and with a `Recorder` keeping layer 3's h in float16: tunes/s at --hook-batch (256)
@@ -118,6 +123,8 @@ def main() -> int:
     ap.add_argument("--hooks", action="store_true", help="only the hooked-sampling table (see above)")
     ap.add_argument("--hook-batch", type=int, default=256)
     ap.add_argument("--hook-tunes", type=int, default=256, help="tunes for each batched run of --hooks")
+    ap.add_argument("--form", default=None, metavar="PARTS", help="only the free-vs-form table (see above)")
+    ap.add_argument("--form-tunes", type=int, default=300)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -137,6 +144,8 @@ def main() -> int:
     print(f"folkrnn sampler benchmark: {what}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.hooks:
         return hooks_table(model, vocab, args)
+    if args.form:
+        return form_table(model, vocab, args)
 
     rows = []
     t = time.perf_counter()
@@ -186,6 +195,25 @@ def main() -> int:
         for name, s, _ in variants[3:]:
             md, kl = drift(Stepper(model), s, vocab)
             print(f"  {name} vs fp32 over 100 steps: max |dp| {md:.4f}, mean KL {kl:.5f} nats")
+    return 0
+
+
+def form_table(model, vocab, args) -> int:
+    """Free sampling against sampling in a form, same model, seed and batch."""
+    from folkrnn.sample import Form
+
+    rows = []
+    for name, form in (("free", None), (f"--form {args.form}", Form.parse(args.form))):
+        cfg = SampleConfig(num_tunes=args.form_tunes, seed=4, batch_size=args.batch, max_length=max(args.length, 1000),
+                           form=form)
+        t = time.perf_counter()
+        tok = sum(x.length for x in sample(model, vocab, cfg))
+        rows.append((name, tok, time.perf_counter() - t))
+    print(f"{'sampler':<24} {'tunes':>6} {'tokens':>8} {'seconds':>8} {'tunes/s':>8} {'vs free':>8}")
+    base = args.form_tunes / rows[0][2]
+    for name, tok, sec in rows:
+        print(f"{name:<24} {args.form_tunes:>6} {tok:>8} {sec:>8.2f} {args.form_tunes / sec:>8.2f} {args.form_tunes / sec / base:>7.2f}x")
+    print(f"the form costs {rows[0][2] and rows[1][2] / rows[0][2]:.2f}x the time of free sampling (target: <= 3x)")
     return 0
 
 

@@ -58,9 +58,9 @@ def test_compose_play_download_star_archive_inspect(browser, tmp_path):
         page.select_option("#f-meter", "6/8")
         page.select_option("#f-mode", "dorian")
         page.select_option("#f-key", "D")
-        page.fill("#f-prime", "|: A")
+        page.fill("#f-prime", "|: A")  # ABC in the Key menu's D dorian: the model reads it in C
         page.wait_for_selector("#prime-check.ok")
-        assert "M:6/8 K:Cdor |: A" in page.inner_text("#prime-check")
+        assert "M:6/8 K:Cdor |: G" in page.inner_text("#prime-check")
         page.fill("#f-seed", "5")
         page.check("#f-lock")
         page.click("#compose-go")
@@ -70,7 +70,7 @@ def test_compose_play_download_star_archive_inspect(browser, tmp_path):
         page.wait_for_selector("#compose-go:not([disabled])", timeout=10000)  # the stream ended
         assert page.inner_text("#compose-error") == ""
         streamed = page.inner_text("#stream-text")
-        assert "M:6/8 K:Cdor |: A" in streamed
+        assert "M:6/8 K:Cdor |: G" in streamed
         meta = card.locator(".meta").inner_text()
         assert "D dorian" in meta and "seed 5" in meta
         page.screenshot(path=str(tmp_path / "compose.png"))
@@ -114,10 +114,12 @@ def test_compose_play_download_star_archive_inspect(browser, tmp_path):
         page.click("#archive-tune .inspect-btn")
         page.wait_for_selector("#inspect-out .probs .tok")
         toks = page.query_selector_all("#inspect-out .probs .tok")
-        assert [t.inner_text() for t in toks[:4]] == ["M:6/8", "K:Cdor", "|:", "A"] and toks[-1].inner_text() == "</s>"
+        # in the tune's key, as the score (the model's C tokens in data-token)
+        assert [t.inner_text() for t in toks[:4]] == ["M:6/8", "K:Ddor", "|:", "A"] and toks[-1].inner_text() == "</s>"
+        assert [t.get_attribute("data-token") for t in toks[:4]] == ["M:6/8", "K:Cdor", "|:", "G"]
         toks[6].click()
         assert "Step 7" in page.inner_text("#inspect-out .alts h3")
-        assert len(page.query_selector_all("#inspect-out .alts tr")) == 5
+        assert len(page.query_selector_all("#inspect-out .alts tr:not(.head)")) == 5
         page.screenshot(path=str(tmp_path / "inspect.png"))
 
         # a heatmap of the top units by "bar line next", aligned with the token strip

@@ -51,20 +51,21 @@ from folkrnn.errors import FolkRNNError
 from folkrnn.sample import Stepper, Tune
 from folkrnn.sample.types import TYPE_NAMES, tune_type
 from folkrnn.tokens import METERS, MODES
-from folkrnn.vocab import Vocabulary
+from folkrnn.vocab import EOS, Vocabulary
 from folkrnn.web.archive import Archive, NewTune, Query
 from folkrnn.web.engine import (
     Batcher,
     Cancelled,
     Compose,
     Job,
+    alternatives_in_key,
     audio_missing,
     command_line,
     compose_config,
     compose_shape,
     form_tunes,
-    prime_tokens,
     token_probabilities,
+    tokens_in_key,
     tune_abc,
     tune_midi,
     tune_wav,
@@ -194,12 +195,9 @@ class ComposeBody(Strict):
     endings: int = Field(0, ge=0, le=2)
 
 
-class PrimeBody(Strict):
-    model: str = Field("default", max_length=MAX_NAME_CHARS)
-    prime: str = ""
-    prime_format: Literal["tokens", "abc"] = "tokens"
-    meter: str | None = Field(None, max_length=MAX_NAME_CHARS)
-    mode: str | None = Field(None, max_length=MAX_NAME_CHARS)
+class PrimeBody(ComposeBody):
+    """The Compose form, its prime checked by generation's own rules and limits (the meter
+    of a type, the Key menu, the length cap): a prime that passes makes a tune."""
 
 
 class TunePatch(Strict):
@@ -218,6 +216,7 @@ class InspectBody(Strict):
     tokens: str | None = None
     abc: str | None = None
     k: int = Field(5, ge=1, le=20)
+    key: str | None = Field(None, max_length=3)  # the tonic to show the tokens in; None: the tune's own
 
 
 Quantity = Literal["h", "c", "i", "f", "g", "o"]
@@ -317,6 +316,12 @@ class BodyLimit:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def display_title(rec) -> str:
+    """The tune's title wherever it is shown (card, archive, score, files): its own, or
+    `folkrnn tune ID`."""
+    return rec.title or f"folkrnn tune {rec.id}"
 
 
 def _sse(event: str, data: dict) -> bytes:
@@ -465,7 +470,7 @@ class Studio:
         d["command"] = f"{cmd}   # tune {rec.index + 1} of {form.num_tunes}"
         if rec.settings.get("intervention"):
             d["command"] += f", then the intervention {rec.settings['intervention']} (Inspect; folkrnn generate has none)"
-        title = rec.title or f"folkrnn tune {rec.id}"
+        title = display_title(rec)
         comments = [f"folkrnn studio: model {rec.model}, seed {rec.seed}, tune {rec.index + 1}, "
                     f"temperature {form.temperature}" + (f", top-k {form.top_k}" if form.top_k else "")
                     + (f", top-p {form.top_p}" if form.top_p else ""),
@@ -479,6 +484,7 @@ class Studio:
             d["abc"], d["repairs"], d["abc_error"] = None, [], str(e)
         d["mode_name"] = _mode_name(rec.mode)
         d["key"] = key
+        d["display_title"] = title  # the score's T:, the card's and the archive's title
         return d
 
 
@@ -598,14 +604,9 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None, token: st
 
     @app.post("/api/prime")
     def check_prime(body: PrimeBody):
-        entry = studio.model(body.model)
-        if len(body.prime) > limits.max_prime_chars:
-            raise FolkRNNError(f"prime: at most {limits.max_prime_chars} characters, got {len(body.prime)}")
-        from folkrnn.sample import compile_prime
-
-        toks = prime_tokens(body.prime, body.prime_format, body.meter, body.mode)
-        compile_prime(entry.ckpt.vocab, toks)
-        return {"tokens": list(toks)}
+        form, entry = studio.check_form(body)
+        cfg = compose_config(form, entry.ckpt.vocab, 0)  # what /api/generate checks, length cap included
+        return {"tokens": list(cfg.prime)}
 
     @app.post("/api/generate")
     async def generate(body: ComposeBody):
@@ -717,7 +718,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None, token: st
     def _filename(rec, ext: str) -> str:
         import re
 
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", rec.title).strip("-")[:60] or f"folkrnn-{rec.id}"
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", display_title(rec)).strip("-")[:60] or f"folkrnn-{rec.id}"
         return f"{stem}.{ext}"
 
     @app.get("/api/tunes/{tune_id}/abc")
@@ -732,7 +733,7 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None, token: st
     @app.get("/api/tunes/{tune_id}/midi")
     def tune_midi_file(tune_id: int, key: str | None = None, tempo: float = 100):
         rec = _tune(tune_id)
-        data = tune_midi(rec.tokens, _check_key(key, rec), _check_tempo(tempo), title=rec.title or None)
+        data = tune_midi(rec.tokens, _check_key(key, rec), _check_tempo(tempo), title=display_title(rec))
         return Response(data, media_type="audio/midi",
                         headers={"Content-Disposition": f'attachment; filename="{_filename(rec, "mid")}"'})
 
@@ -787,14 +788,37 @@ def create_app(studio: Studio, allowed_hosts: list[str] | None = None, token: st
         entry.ckpt.vocab.encode(toks, where="the tune")  # names an unknown token
         return toks
 
+    def _inspect_key(body) -> str:
+        """The tonic the tune is shown in: the request's, else the archive tune's key, the
+        pasted ABC's K:, C for tokens (which are in C)."""
+        from folkrnn.abc import parse_key, read_abc
+
+        if body.key is not None:
+            return parse_key(body.key).name
+        if body.id is not None:
+            return _tune(body.id, "id").settings.get("key") or "C"
+        if body.abc is not None:
+            return next((r.tonic for r in read_abc(body.abc, strict=False)), None) or "C"
+        return "C"
+
     @app.post("/api/inspect")
     def inspect_tune(body: InspectBody):
         entry = studio.model(body.model)
         toks = _inspect_tokens(body, entry)
+        key = _inspect_key(body)
         steps = token_probabilities(entry.ckpt.model, entry.ckpt.vocab, toks, body.k)
         nll = -sum(__import__("math").log(max(s.p, 1e-300)) for s in steps)
-        return {"model": entry.id, "tokens": toks, "mean_nll": nll / len(steps),
-                "steps": [{"token": s.token, "p": s.p, "rank": s.rank, "alternatives": s.alternatives} for s in steps]}
+        # the tokens as the score writes them in the tune's key (the model reads them in C)
+        shown = tokens_in_key([*toks, EOS], key)
+        if shown is None:
+            key, shown = "C", [*toks, EOS]
+        out = []
+        for t, s in enumerate(steps):
+            alts = [a for a, _ in s.alternatives]
+            out.append({"token": s.token, "p": s.p, "rank": s.rank, "alternatives": s.alternatives,
+                        "shown": shown[t], "alternatives_shown": alternatives_in_key(toks, t, alts, key) or alts})
+        return {"model": entry.id, "tokens": toks, "key": key, "shown": shown[:-1], "mean_nll": nll / len(steps),
+                "steps": out}
 
     @app.post("/api/inspect/units")
     def inspect_units(body: UnitsBody):

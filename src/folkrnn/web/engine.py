@@ -90,13 +90,18 @@ class Compose:
         return asdict(self)
 
 
-def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None = None) -> tuple[str, ...]:
+def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None = None,
+                 key: str = "C") -> tuple[str, ...]:
     """The sampler's prime from the form's prime text (never a file name: the server
     reads no files on a client's behalf). It always opens with a meter and a key token,
     wildcards where the model chooses, so that every tune can be written as ABC.
 
-    ABC without a `K:` line is read as a tune body in the chosen meter and mode (4/4
-    and major when the model chooses them, which then stay wildcards).
+    ABC is read as `folkrnn generate` would read the tune, its header completed from the
+    Compose form's menus: without `K:` it is read in the Key menu's tonic (`key`) and the
+    Mode menu's mode, and so moved to C like any tune; without `M:` it is read in the Meter
+    menu's meter, with `L:1/8` unless it says otherwise. Where a menu says "the model
+    chooses", the reading takes 4/4 or major and the token stays a wildcard. Errors name
+    the lines as the user typed them.
 
     >>> prime_tokens("", "tokens")
     ('M:*', 'K:*')
@@ -104,6 +109,10 @@ def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None
     ('M:6/8', 'K:*', '|:', 'G', 'A', 'B')
     >>> prime_tokens("|: GAB c2", "abc", mode="dorian")
     ('M:*', 'K:Cdor', '|:', 'G', 'A', 'B', 'c', '2')
+    >>> prime_tokens("|: GAB c2", "abc", key="G")
+    ('M:*', 'K:*', '|:', 'c', 'd', 'e', 'f', '2')
+    >>> prime_tokens("K:G\\nGAB", "abc", meter="6/8")
+    ('M:6/8', 'K:Cmaj', 'c', 'd', 'e')
     >>> prime_tokens("X:1\\nM:6/8\\nK:G\\nGAB", "abc")
     ('M:6/8', 'K:Cmaj', 'c', 'd', 'e')
     """
@@ -113,23 +122,58 @@ def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None
     if fmt == "tokens" or not text:
         toks = text.split()
     else:
-        from folkrnn.abc import tune_to_tokens
-
-        has_head = re.search(r"^[ \t]*K:", text, re.M) is not None
-        if not has_head:
-            m_tok = parse_meter(meter) if meter else "M:4/4"
-            k_tok = parse_mode(mode) if mode else "K:Cmaj"
-            text = f"X:1\nM:{m_tok[2:]}\nL:1/8\nK:C{k_tok[3:]}\n{text}\n"
-        try:
-            toks = tune_to_tokens(text, strict=False)
-        except FolkRNNError as e:
-            raise FolkRNNError(f"prime: {e}") from None
-        if not has_head:
-            toks = [m_tok if meter else METER_WILDCARD, k_tok if mode else KEY_WILDCARD, *toks[2:]]
+        toks = _abc_prime(text, meter, mode, key)
     toks = list(make_prime(toks, meter, mode))
     m = toks.pop(0) if toks and toks[0].startswith("M:") else METER_WILDCARD
     k = toks.pop(0) if toks and toks[0].startswith("K:") else KEY_WILDCARD
     return (m, k, *toks)
+
+
+_FIELD_LINE = re.compile(r"[ \t]*([A-Za-z+]):(?!\|)")  # an ABC field line (the reader's rule)
+_LINE_NO = re.compile(r"\bline (\d+)")
+
+
+def _abc_prime(text: str, meter: str | None, mode: str | None, key: str) -> list[str]:
+    """An ABC prime -> v2 tokens: the header completed from the menus (see `prime_tokens`),
+    the reader's line numbers put back to the user's."""
+    from folkrnn.abc import parse_key, tune_to_tokens
+
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    head = 0  # the leading field (and comment) lines: the prime's own header
+    while head < len(lines) and (_FIELD_LINE.match(lines[head]) or lines[head].lstrip().startswith("%")):
+        head += 1
+    fields = [f.group(1) for f in map(_FIELD_LINE.match, lines[:head]) if f]
+    has_k, has_m = "K" in fields, "M" in fields
+    m_tok = parse_meter(meter) if meter else "M:4/4"
+    k_tok = parse_mode(mode) if mode else "K:Cmaj"
+    added: list[str] = []
+    if not has_m:
+        added += [f"M:{m_tok[2:]}"] + ([] if "L" in fields else ["L:1/8"])
+    if not has_k:
+        added.append(f"K:{parse_key(key).name}{k_tok[3:]}")
+    # the added fields go before the K: (or where it would be); X:1 opens the tune so that
+    # music after a blank line is an error, as in a file
+    at = next((i for i, f in enumerate(map(_FIELD_LINE.match, lines[:head])) if f and f.group(1) == "K"), head)
+    origin: list[int | None] = [None] if "X" not in fields else []
+    origin += [*range(1, at + 1), *[None] * len(added), *range(at + 1, len(lines) + 1)]
+    wrapped = ([] if "X" in fields else ["X:1"]) + lines[:at] + added + lines[at:]
+    if head == len(lines) or not any(s.strip() and not s.lstrip().startswith("%") for s in lines[head:]):
+        wrapped.append("C")  # a header alone (`K:G`): read it with a note, keep only M: and K:
+    try:
+        toks = tune_to_tokens("\n".join(wrapped), strict=False)
+    except FolkRNNError as e:
+        def theirs(m: re.Match) -> str:
+            n = int(m.group(1))
+            mine = origin[n - 1] if 1 <= n <= len(origin) else None
+            return f"line {mine}" if mine is not None else "the header from the menus"
+        raise FolkRNNError(f"prime: {_LINE_NO.sub(theirs, str(e))}") from None
+    if wrapped[-1] == "C" and len(wrapped) > len(origin):
+        toks = toks[:2]
+    if not has_m and not meter:
+        toks[0] = METER_WILDCARD
+    if not has_k and not mode:
+        toks[1] = KEY_WILDCARD
+    return toks
 
 
 def compose_shape(form: Compose) -> Shape:
@@ -144,7 +188,7 @@ def compose_config(form: Compose, vocab: Vocabulary, seed: int) -> SampleConfig:
 
     parse_key(form.key)
     shape = compose_shape(form)
-    prime = prime_tokens(form.prime, form.prime_format, shape.meter, form.mode)
+    prime = prime_tokens(form.prime, form.prime_format, shape.meter, form.mode, form.key)
     cfg = SampleConfig(num_tunes=form.num_tunes, temperature=form.temperature, seed=seed, top_k=form.top_k,
                        top_p=form.top_p, prime=prime, max_length=form.max_tokens, batch_size=1, bars=form.bars,
                        form=shape.form, logit_bias=shape.logit_bias(vocab))
@@ -433,6 +477,51 @@ def tune_wav(tokens: Sequence[str], key: str = "C", tempo: float = 100, sample_r
         return wp.read_bytes()
 
 
+def tokens_in_key(tokens: Sequence[str], key: str = "C") -> list[str] | None:
+    """Each token as the score writes it in `key` (the tokens are in C, as the model reads
+    them): pitches moved as `tokens_to_abc` moves them, `K:Cdor` -> `K:Ddor`, the rest as
+    they are; None when a pitch cannot be written there.
+
+    >>> tokens_in_key(["M:6/8", "K:Cdor", "|:", "A", "B", "=B", "2", "|"], "D")
+    ['M:6/8', 'K:Ddor', '|:', 'B', 'c', '^c', '2', '|']
+    """
+    from folkrnn.abc.keys import V2_KEY_MODES, Note, Tonic, mode_signature, moves, parse_key, spell
+    from folkrnn.tokens import iter_sounding, parse_pitch
+
+    tonic = parse_key(key)
+    toks = list(tokens)
+    if tonic.name == "C":
+        return toks
+    head = next((t for t in toks if t in V2_KEY_MODES), "K:Cmaj")
+    items: list = list(toks)
+    try:
+        for i, midi in iter_sounding(toks):
+            items[i] = Note(parse_pitch(toks[i]).step, midi, toks[i][0] in "^_=")
+        move = min(moves(Tonic("C"), tonic), key=lambda m: (abs(m.semitones), -m.semitones))  # as tokens_to_abc
+        out = list(spell(items, move, mode_signature(tonic, V2_KEY_MODES[head])))
+    except ValueError:
+        return None
+    return [f"K:{tonic.name}{t[3:]}" if t in V2_KEY_MODES else t for t in out]
+
+
+def alternatives_in_key(tokens: Sequence[str], t: int, alternatives: Sequence[str], key: str) -> list[str] | None:
+    """The tokens that could stand at position `t` of `tokens`, each as written in `key` there
+    (a pitch's spelling depends on the key and on the accidentals earlier in its bar)."""
+    from folkrnn.tokens import BARS
+
+    start = t
+    while start > 0 and tokens[start - 1] not in BARS and not tokens[start - 1].startswith("K:"):
+        start -= 1
+    head = [next((x for x in tokens[:t] if x.startswith("K:")), "K:Cmaj")]
+    out = []
+    for alt in alternatives:
+        spelled = tokens_in_key([*head, *tokens[start:t], alt], key)
+        if spelled is None:
+            return None
+        out.append(spelled[-1])
+    return out
+
+
 # -- Inspect: teacher forcing ----------------------------------------------------------------
 @dataclass
 class StepProbs:
@@ -469,5 +558,5 @@ def token_probabilities(model: FolkRNN, vocab: Vocabulary, tokens: Sequence[str]
 
 __all__ = [
     "Batcher", "Cancelled", "Job", "Compose", "PRIME_FORMATS", "StepProbs", "TuneStream", "WILDCARD", "audio_missing", "command_line",
-    "compose_config", "compose_shape", "form_tune", "form_tunes", "prime_tokens", "token_probabilities", "tune_abc", "tune_midi", "tune_wav",
+    "alternatives_in_key", "compose_config", "compose_shape", "form_tune", "form_tunes", "prime_tokens", "token_probabilities", "tokens_in_key", "tune_abc", "tune_midi", "tune_wav",
 ]

@@ -79,15 +79,23 @@ function renderTune(tune, container, { replace = false } = {}) {
   setStar(tune.starred);
   star.addEventListener("click", async () => {
     const on = star.getAttribute("aria-pressed") !== "true";
-    try { await api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { starred: on } }); setStar(on); }
+    try {
+      await api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { starred: on } });
+      setStar(on); tune.starred = on;
+      const row = $(`#archive-table tr[data-id="${tune.id}"] .star`);  // the archive's list says the same
+      if (row) { row.textContent = on ? "★" : "☆"; row.setAttribute("aria-pressed", String(on)); }
+    }
     catch (e) { notice(e.message, "error"); }
   });
   const title = $(".title", card);
-  title.value = tune.title;
+  title.value = tune.display_title;  // the score's title: the tune's own, or "folkrnn tune ID"
+  title.placeholder = `folkrnn tune ${tune.id}`;
   title.addEventListener("change", async () => {
     try {
-      const fresh = await (await api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { title: title.value } })).json();
+      const fresh = await (await api(`/api/tunes/${tune.id}`, { method: "PATCH", body: { title: title.value.trim() } })).json();
       tune.title = fresh.title;
+      tune.display_title = fresh.display_title;
+      if (document.activeElement !== title) title.value = fresh.display_title;
       tune.abc = fresh.abc;
       $(".abc", card).textContent = fresh.abc || $(".abc", card).textContent;
       if (state.abcjs && tune.abc) drawStaff();  // the score's heading is the title
@@ -256,9 +264,8 @@ const checkPrime = debounce(async () => {
   const prime = f.prime.value;
   if (!prime.trim()) { out.textContent = ""; out.className = "check"; return; }
   try {
-    const res = await api("/api/prime", { method: "POST", body: {
-      model: f.model.value, prime, prime_format: $("input[name=prime_format]:checked", f).value,
-      meter: f.meter.value || null, mode: f.mode.value || null } });
+    // the whole form: the server checks the prime as /api/generate will (key, type, length cap)
+    const res = await api("/api/prime", { method: "POST", body: { ...composeBody(), seed: null } });
     const { tokens } = await res.json();
     out.textContent = `✓ ${tokens.join(" ")}`;
     out.className = "check ok";
@@ -368,16 +375,22 @@ async function searchArchive(ev) {
     for (const t of data.tunes) {
       const tr = document.createElement("tr");
       tr.dataset.id = t.id;
-      const cells = [null, t.starred ? "★" : "", t.id, t.title || "(untitled)", t.meter ? t.meter.slice(2) : "",
-        t.mode_name || "", t.model, t.seed, t.tokens.length, t.created.replace("T", " ").slice(0, 16)];
-      for (const [i, c] of cells.entries()) {
+      // columns (classes as in index.html's head; narrow screens hide the .wide ones)
+      const cells = [["pick", null], ["star-col", null], ["id", t.id], ["title", t.display_title],
+        ["meter", t.meter ? t.meter.slice(2) : ""], ["key", t.mode_name ? `${t.key} ${t.mode_name}` : (t.key || "")],
+        ["model wide", t.model], ["seed wide", t.seed], ["tokens wide", t.tokens.length],
+        ["made wide", t.created.replace("T", " ").slice(0, 16)]];
+      for (const [cls, c] of cells) {
         const td = document.createElement("td");
-        if (i === 0) {
+        td.className = cls;
+        if (cls === "pick") {
           const cb = document.createElement("input");
           cb.type = "checkbox"; cb.className = "pick"; cb.value = t.id;
           cb.setAttribute("aria-label", `select tune ${t.id}`);
           cb.addEventListener("click", (e) => { e.stopPropagation(); updateBulk(); });
           td.append(cb);
+        } else if (cls === "star-col") {
+          td.append(starButton(t));
         } else td.textContent = c;
         tr.append(td);
       }
@@ -390,6 +403,28 @@ async function searchArchive(ev) {
     }
     updateBulk();
   } catch (e) { notice(e.message, "error"); }
+}
+
+// A star that toggles (in the archive's list; the card has its own).
+function starButton(t) {
+  const b = document.createElement("button");
+  b.type = "button"; b.className = "star";
+  const set = (on) => {
+    b.textContent = on ? "★" : "☆"; b.setAttribute("aria-pressed", String(on));
+    b.setAttribute("aria-label", on ? `unstar tune ${t.id}` : `star tune ${t.id}`);
+  };
+  set(t.starred);
+  b.addEventListener("click", async (e) => {
+    e.stopPropagation();  // not a click on the row (which opens the tune)
+    const on = b.getAttribute("aria-pressed") !== "true";
+    try {
+      await api(`/api/tunes/${t.id}`, { method: "PATCH", body: { starred: on } });
+      t.starred = on; set(on);
+      const open = $(`#archive-tune .tune[data-id="${t.id}"] .star`);
+      if (open) { open.textContent = on ? "★" : "☆"; open.setAttribute("aria-pressed", String(on)); }
+    } catch (err) { notice(err.message, "error"); }
+  });
+  return b;
 }
 
 function picked() { return $$("#archive-table .pick:checked").map((c) => Number(c.value)); }
@@ -446,7 +481,11 @@ async function runInspect(ev) {
     head.className = "summary";
     head.textContent = `${data.steps.length} steps under ${data.model}: mean negative log-likelihood ${data.mean_nll.toFixed(3)} nats per token; `
       + `${data.steps.filter((s) => s.rank === 1).length} tokens were the model's first choice.`;
-    out.append(head);
+    const keyNote = document.createElement("p");
+    keyNote.className = "summary key-note";
+    keyNote.textContent = data.key === "C" ? "Tokens in C, as the model reads them."
+      : `Tokens written in ${data.key}, as the score is; the model reads them in C (hover a token, or see the alternatives).`;
+    out.append(head, keyNote);
     const strip = document.createElement("div");
     strip.className = "probs";
     const detail = document.createElement("div");
@@ -455,9 +494,11 @@ async function runInspect(ev) {
       const b = document.createElement("button");
       b.type = "button";
       b.className = "tok";
-      b.textContent = s.token;
+      b.textContent = s.shown;
+      b.dataset.token = s.token;  // the model's token (in C)
       b.style.background = probColour(s.p);
-      b.title = `step ${t + 1}: p = ${s.p.toFixed(4)}, rank ${s.rank}`;
+      b.title = `step ${t + 1}: ${s.shown}` + (s.shown !== s.token ? ` (the model's token, in C: ${s.token})` : "")
+        + `, p = ${s.p.toFixed(4)}, rank ${s.rank}`;
       b.addEventListener("click", () => {
         for (const x of $$(".tok.sel", strip)) x.classList.remove("sel");
         b.classList.add("sel");
@@ -488,23 +529,34 @@ async function runInspect(ev) {
 
 function showAlternatives(box, data, t) {
   const s = data.steps[t];
-  const before = data.tokens.slice(Math.max(0, t - 8), t).join(" ");
+  const inC = data.key === "C";
+  const before = data.shown.slice(Math.max(0, t - 8), t).join(" ");
   box.replaceChildren();
   const h = document.createElement("h3");
-  h.textContent = `Step ${t + 1}: after “… ${before}” the tune has ${s.token} (p = ${s.p.toFixed(4)}, rank ${s.rank})`;
+  h.textContent = `Step ${t + 1}: after “… ${before}” the tune has ${s.shown}` + (s.shown !== s.token ? ` (in C: ${s.token})` : "")
+    + ` (p = ${s.p.toFixed(4)}, rank ${s.rank})`;
   const table = document.createElement("table");
+  if (!inC) {  // both spellings, labelled
+    const head = document.createElement("tr");
+    head.className = "head";
+    for (const label of [`in ${data.key}`, "model's token (C)", "p", ""]) {
+      const th = document.createElement("th"); th.textContent = label; head.append(th);
+    }
+    table.append(head);
+  }
   const top = Math.max(...s.alternatives.map(([, p]) => p), 1e-9);
-  for (const [tok, p] of s.alternatives) {
+  s.alternatives.forEach(([tok, p], j) => {
     const tr = document.createElement("tr");
     if (tok === s.token) tr.className = "chosen";
-    const a = document.createElement("td"); a.textContent = tok;
+    const cells = inC ? [tok] : [s.alternatives_shown[j], tok];
+    for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
     const b = document.createElement("td"); b.textContent = p.toFixed(4);
     const c = document.createElement("td");
     const bar = document.createElement("span"); bar.className = "bar"; bar.style.width = `${Math.max(1, Math.round((p / top) * 240))}px`;
     c.append(bar);
-    tr.append(a, b, c);
+    tr.append(b, c);
     table.append(tr);
-  }
+  });
   box.append(h, table);
 }
 
@@ -536,6 +588,12 @@ function heatColour(v, lo, hi, gate) {
   const s = Math.max(-1, Math.min(1, v / m));
   if (s >= 0) return `rgb(255, ${Math.round(255 - 190 * s)}, ${Math.round(255 - 200 * s)})`;
   return `rgb(${Math.round(255 + 215 * s)}, ${Math.round(255 + 170 * s)}, 255)`;
+}
+
+// the heatmap's tokens as the strip shows them (in the tune's key)
+function shownTokens(res) {
+  const d = state.inspected && state.inspected.data;
+  return d && d.shown && d.shown.length === res.tokens.length ? d.shown : res.tokens;
 }
 
 function drawHeatmap(res) {
@@ -571,7 +629,7 @@ function drawHeatmap(res) {
     const x = ev.offsetX, r = Math.floor(ev.offsetY / HEAT_ROW_H);
     const t = toks.findIndex((b, k) => k < cols && x >= b.offsetLeft - base && x < b.offsetLeft - base + b.offsetWidth);
     canvas.title = t >= 0 && r >= 0 && r < res.units.length
-      ? `unit ${res.layer}:${res.units[r]}, after ${res.tokens[t]} (token ${t + 1}): ${res.quantity} = ${res.values[r][t].toFixed(3)}` : "";
+      ? `unit ${res.layer}:${res.units[r]}, after ${shownTokens(res)[t]} (token ${t + 1}): ${res.quantity} = ${res.values[r][t].toFixed(3)}` : "";
   });
   lane.append(canvas);
 }
@@ -721,7 +779,7 @@ async function start() {
     const t = info.tune_types.find((x) => x.name === f.tune_type.value);
     if (t) { f.meter.value = t.meter; checkPrime(); }
   });
-  for (const el of [f.prime, f.meter, f.mode, f.model, ...$$("input[name=prime_format]", f)]) el.addEventListener("input", checkPrime);
+  for (const kind of ["input", "change"]) f.addEventListener(kind, (ev) => { if (ev.target !== f.seed) checkPrime(); });
   $("#compose-stop").addEventListener("click", () => state.controller && state.controller.abort());
   $("#archive-form").addEventListener("submit", searchArchive);
   for (const el of $$("#archive-form select, #archive-form input[type=checkbox]")) el.addEventListener("change", () => searchArchive());
