@@ -15,8 +15,10 @@ from folkrnn.checkpoint import Checkpoint
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.sample import Stepper
 from folkrnn.vocab import Vocabulary
-from folkrnn.web.app import Limits, ModelEntry, Studio, create_app
+from folkrnn.web.app import create_app
 from folkrnn.web.archive import Archive
+from folkrnn.web.limits import Limits
+from folkrnn.web.studio import ModelEntry, Studio
 
 PITCHES = "C D E F G A B c d e".split()
 

@@ -197,6 +197,45 @@ def test_unit_specs():
         iv.parse_clamp("2:1=high")
 
 
+
+def test_studio_intervention_sets_the_units(tiny_model):
+    """Zero, mean and clamp of a unit list (several layers) reach the model: the hooked run's
+    cache holds the set values, the other units move only through the recurrence."""
+    m = tiny_model
+    ids = [V2.bos, *V2.encode("M:4/4 K:Cmaj | C D E F | G A B c |".split())]
+    spec = iv.Intervention("c", "mean", iv.parse_unit_specs("1:2,5=0.75 2:3", 2, 16))
+    means = iv.unit_means(m, ids, spec)
+    names = [hook_name("c", layer=1), hook_name("c", layer=2)]
+    with torch.no_grad():
+        plain = m.run_with_cache([ids], names=names, dtype=torch.float32)
+        assert means[(1, 2)] == pytest.approx(float(plain.get("c", layer=1)[:, 2].mean()), abs=1e-6)
+        with m.hooks(spec.hooks(means)):
+            c = m.run_with_cache([ids], names=names, dtype=torch.float32)
+        zeroed = iv.Intervention("c", "zero", spec.units)
+        with m.hooks(zeroed.hooks()):
+            z = m.run_with_cache([ids], names=names, dtype=torch.float32)
+    c1, c2 = c.get("c", layer=1), c.get("c", layer=2)
+    assert torch.allclose(c1[:, 2], torch.full_like(c1[:, 2], means[(1, 2)])) and torch.all(c1[:, 5] == 0.75)
+    assert torch.allclose(c2[:, 3], torch.full_like(c2[:, 3], means[(2, 3)]))
+    assert torch.all(z.get("c", layer=1)[:, 2] == 0) and torch.all(z.get("c", layer=1)[:, 5] == 0.75)
+    assert not torch.allclose(c1[:, 0], plain.get("c", layer=1)[:, 0])  # the rest of the layer feels it
+    assert not any_hooks(m)
+    with pytest.raises(FolkRNNError, match="means"):
+        spec.hooks()
+    with pytest.raises(FolkRNNError, match="quantity"):
+        iv.Intervention("x", "zero", spec.units)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2:3", "layers 1 to 1"), ("1:16", "units 0 to 15"), ("1:3=11", "within ±10"), ("1:3=nan", "cannot read"),
+    ("3", "has no layer"), ("1:0-8", "cannot read"), ("1:0,1,2,3,4,5,6,7,8", "at most 8 units"),
+    ("1:3,1:3", "given twice"), ("", "at least one"),
+])
+def test_unit_lists_are_checked(text, message):
+    with pytest.raises(FolkRNNError, match=message):
+        iv.parse_unit_specs(text, 1, 16, max_units=8)
+
+
 # -- ablation runner ------------------------------------------------------------------------------
 def test_ablation_runner_baseline_matches_plain_sampling_and_controls(tiny_model):
     m = tiny_model

@@ -279,3 +279,30 @@ def test_auto_threads():
 
     assert auto_threads(1) == 1 and auto_threads(16) == 1
     assert auto_threads(512) in (1, None)  # 1 only when the machine is busy
+
+
+def test_abc_prime_reads_a_file_a_numbered_tune_or_text(tmp_path, monkeypatch):
+    """The one prime reader (`generate --prime-abc` and the studio): files and FILE:X only
+    when asked, one tune or a named one, the tonic of its K:, the menus' header."""
+    from folkrnn.sample import Menus, abc_prime
+
+    f = tmp_path / "two.abc"
+    f.write_text("X:3\nM:6/8\nL:1/8\nK:D\nA\n\nX:7\nM:3/4\nL:1/8\nK:Bb\nB\n")
+    monkeypatch.chdir(tmp_path)
+    assert abc_prime("two.abc:7", files=True) == (abc := abc_prime("X:1\nM:3/4\nL:1/8\nK:Bb\nB"))
+    assert abc.tokens == ("M:3/4", "K:Cmaj", "c") and abc.tonic == "Bb"
+    with pytest.raises(FolkRNNError, match=r"^--prime-abc two.abc: 2 tunes \(X: 3, 7\); .* two.abc:3"):
+        abc_prime("two.abc", where="--prime-abc", files=True)
+    with pytest.raises(FolkRNNError, match="no tune with X:5"):
+        abc_prime("two.abc:5", files=True)
+    with pytest.raises(FolkRNNError, match="holds 2 tunes"):
+        abc_prime(f.read_text(), menus=Menus())
+    with pytest.raises(FolkRNNError, match="no such file"):
+        abc_prime("missing.abc", files=True)
+    with pytest.raises(FolkRNNError, match="no tune found"):
+        abc_prime("two.abc")  # text, never a file name, unless files=True
+    # a missing header comes from the menus; the user's lines are named as typed
+    assert abc_prime("|: A", menus=Menus("6/8", "dorian", "D")) == abc_prime("M:6/8\nK:Ddor\n|: A")
+    assert abc_prime("GAB", menus=Menus(key="G")).tokens == ("M:*", "K:*", "c", "d", "e")
+    with pytest.raises(FolkRNNError, match=r"line 3\b"):
+        abc_prime("T:t\nK:G\nH9", menus=Menus())

@@ -12,7 +12,7 @@ import pytest
 from studio_util import Server, call, make_studio, sse_events
 
 from folkrnn.sample import SampleConfig, sample
-from folkrnn.web.app import Limits
+from folkrnn.web.limits import Limits
 from folkrnn.web.engine import Compose, compose_config
 
 

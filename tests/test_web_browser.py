@@ -12,7 +12,7 @@ import pytest
 from conftest import requires
 from studio_util import Server, make_studio
 
-from folkrnn.web.app import find_abcjs
+from folkrnn.web.studio import find_abcjs
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]

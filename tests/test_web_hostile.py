@@ -11,7 +11,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from studio_util import AsgiClient, make_studio, sse_events
 
-from folkrnn.web.app import MAX_ID, Limits, create_app
+from folkrnn.web.app import create_app
+from folkrnn.web.limits import MAX_ID, Limits
 
 LONG = "x" * 50_000
 HOSTILE = [2**63, 2**64, -1, "abc", float("nan"), True, LONG]

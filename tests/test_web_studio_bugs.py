@@ -13,7 +13,7 @@ from conftest import requires
 from studio_util import Server, call, make_studio, sse_events
 
 from folkrnn.vocab import Vocabulary
-from folkrnn.web.app import find_abcjs
+from folkrnn.web.studio import find_abcjs
 from folkrnn.web.engine import Compose, compose_config, prime_tokens
 
 WASHERWOMAN = "|: BGG DGG | BGB dcB |"  # The Irish Washerwoman's opening, a jig in G

@@ -195,62 +195,6 @@ def _is_c(key: str) -> bool:
     return tonic.letter == "C" and tonic.semitone == 0
 
 
-def abc_prime(text: str) -> tuple[list[str], str | None]:
-    """--prime-abc: ABC text, a file name or FILE:X -> (tokens, tonic of its K: field or None).
-
-    A text of several tunes is refused unless one is named (FILE:X): the message lists
-    their X: numbers."""
-    from folkrnn.abc import read_abc
-
-    one_line = "\n" not in text and "\\n" not in text
-    looks_like_abc = re.search(r"(^|\\n|\n)[ \t]*[XK]:", text) is not None
-    where, want = "--prime-abc", None
-    if one_line and not looks_like_abc:
-        # a file name (ABC text needs at least a K: field), maybe with :X
-        p = Path(text)
-        m = re.fullmatch(r"(.+):([^:/]+)", text)
-        if m and not p.exists():
-            p, want = Path(m.group(1)), m.group(2).strip()
-        where = f"--prime-abc {text}"
-        try:
-            text = p.read_text("utf-8")
-        except FileNotFoundError:
-            raise FolkRNNError(f"--prime-abc {p}: no such file (give a file, FILE:X, or ABC text with a K: field)") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise FolkRNNError(f"--prime-abc {p}: cannot read: {e}") from None
-    else:
-        text = text.replace("\\n", "\n")  # allow one-line ABC in a shell argument
-    tunes = list(read_abc(text, strict=False))
-    if not tunes:
-        raise FolkRNNError(f"{where}: no tune found (an X: or K: field is needed)")
-    xs = [(t.x or "").strip() for t in tunes]
-    numbers = ", ".join(x for x in xs[:20] if x) + (" ..." if len(tunes) > 20 else "")
-    if want is not None:
-        pick = next((k for k, x in enumerate(xs) if x == want or (x.isdigit() and want.isdigit() and int(x) == int(want))),
-                    None)
-        if pick is None:
-            raise FolkRNNError(f"{where}: no tune with X:{want} (the X: numbers are {numbers or 'missing'})")
-    elif len(tunes) > 1:
-        if where == "--prime-abc":
-            raise FolkRNNError(f"--prime-abc: the ABC text holds {len(tunes)} tunes; give one (or a file and FILE:X)")
-        if not any(xs):
-            raise FolkRNNError(f"{where}: {len(tunes)} tunes and no X: fields to choose one by; give a file of one tune")
-        raise FolkRNNError(f"{where}: {len(tunes)} tunes (X: {numbers}); name the one to start from as FILE:X, "
-                           f"e.g. {where.removeprefix('--prime-abc ')}:{next(x for x in xs if x)}")
-    else:
-        pick = 0
-    tune = tunes[pick]
-    if tune.tokens is None:
-        raise FolkRNNError(f"{where}: rejected ({tune.reason}): {tune.detail}")
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    end = tunes[pick + 1].line - 1 if pick + 1 < len(tunes) else len(lines)
-    tonic = None
-    m = re.search(r"^[ \t]*K:[ \t]*([A-Ga-g][#b]?)", "\n".join(lines[tune.line - 1:end]), re.M)
-    if m:
-        tonic = m.group(1).upper()[0] + m.group(1)[1:]
-    return list(tune.tokens), tonic
-
-
 def _intervention_hooks(model, ablate: list[str], clamp: list[str]) -> list:
     """--ablate / --clamp specs -> hooks for sampling (checked against the model first)."""
     from folkrnn.interp import interventions as iv
@@ -270,7 +214,7 @@ def _intervention_hooks(model, ablate: list[str], clamp: list[str]) -> list:
 def run_generate(args) -> int:
     from folkrnn.abc.keys import parse_key
     from folkrnn.generated import Settings, tune_abc, tune_json, with_meter_and_key
-    from folkrnn.sample import SampleConfig, compile_prime, make_prime, sample
+    from folkrnn.sample import SampleConfig, abc_prime, compile_prime, make_prime, sample
     from folkrnn.sample.types import shape_of
 
     check_options(args)
@@ -281,7 +225,8 @@ def run_generate(args) -> int:
     if args.prime is not None:
         prime_tokens = args.prime.split()
     elif args.prime_abc is not None:
-        prime_tokens, tonic = abc_prime(args.prime_abc)
+        read = abc_prime(args.prime_abc, where="--prime-abc", files=True)
+        prime_tokens, tonic = list(read.tokens), read.tonic
         if args.format != "tokens":
             key = key or tonic
     key = key or "C"

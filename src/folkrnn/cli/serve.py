@@ -51,7 +51,9 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from folkrnn.web.app import Limits, create_app, load_studio
+        from folkrnn.web.app import create_app
+        from folkrnn.web.limits import Limits
+        from folkrnn.web.studio import load_studio
     except ImportError as e:
         raise FolkRNNError(f"the studio needs FastAPI and uvicorn (pip install fastapi uvicorn): {e}") from None
     for name, v, lo in (("--max-tunes", args.max_tunes, 1), ("--max-tokens", args.max_tokens, 1),

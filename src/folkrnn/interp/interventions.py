@@ -18,7 +18,10 @@ Input nudges act on token lists (`swap`, `drop`, `insert`), or on the one-hot in
 through the `input` hook (`two_hot`: a mix of two tokens at one position).
 
 `parse_units("3:12,301")` reads the command line's `LAYER:UNITS` (layers 1-3, hidden
-state h) or `HOOK_NAME:UNITS`; `parse_clamp("2:77=0.9")` adds `=VALUE`.
+state h) or `HOOK_NAME:UNITS`; `parse_clamp("2:77=0.9")` adds `=VALUE`. The studio's
+lists (`3:12,301 2:77=0.9`: several layers, each unit ablated or clamped) are read by
+`parse_unit_specs` into an `Intervention` on one quantity, whose `hooks()` are `clamp`s;
+`parse_unit_range` reads one layer's units for a view (`12, 301 5-9`).
 
 >>> parse_units("3:12,301")
 ('layers.2.hook_h', [12, 301])
@@ -32,13 +35,16 @@ state h) or `HOOK_NAME:UNITS`; `parse_clamp("2:77=0.9")` adds `=VALUE`.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from folkrnn.errors import FolkRNNError
-from folkrnn.hooks import HookContext, hook_name, parse_hook_name
+from folkrnn.hooks import LAYER_POINTS, HookContext, hook_name, parse_hook_name
 
 Pair = tuple[str, Callable[[Tensor, HookContext], Tensor | None]]
 
@@ -234,3 +240,144 @@ def check_point(model, point: str, units: Sequence[int]) -> None:
     bad = [u for u in units if u >= width]
     if bad:
         raise FolkRNNError(f"{point} has {width} units (0-{width - 1}); unit {bad[0]} does not exist")
+
+
+# -- unit lists: several layers, ablated or clamped (the studio's Inspect) ---------------------------
+CLAMP_BOUND = 10.0  # |value| of a clamp; gates live in [0, 1], h and g in [-1, 1], c mostly within a few units
+ABLATIONS = ("zero", "mean")
+_ITEM = re.compile(r"^(?:(?P<layer>\d+):)?(?P<unit>\d+)(?:=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?$")
+_SPLIT = re.compile(r"[\s,;]+")
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """One unit of an intervention: layer (1-based), unit (0-based), clamp value (None: ablate)."""
+
+    layer: int
+    unit: int
+    value: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.layer}:{self.unit}" + ("" if self.value is None else f"={self.value:g}")
+
+
+def _spec(item: str, layer: int | None, num_layers: int, hidden: int, bound: float) -> UnitSpec:
+    m = _ITEM.match(item)
+    if m is None:
+        raise FolkRNNError(f"units: cannot read {item!r}: write LAYER:UNIT or LAYER:UNIT=VALUE, e.g. 3:12 or 2:77=0.9")
+    if m["layer"] is not None:
+        layer = int(m["layer"])
+        if not 1 <= layer <= num_layers:
+            raise FolkRNNError(f"units: layer {layer} in {item!r}: this model has layers 1 to {num_layers}")
+    if layer is None:
+        raise FolkRNNError(f"units: {item!r} has no layer: write it as LAYER:UNIT, e.g. 3:12")
+    unit = int(m["unit"])
+    if not 0 <= unit < hidden:
+        raise FolkRNNError(f"units: unit {unit} in {item!r}: layers have units 0 to {hidden - 1}")
+    value = None
+    if m["value"] is not None:
+        value = float(m["value"])
+        if not (math.isfinite(value) and abs(value) <= bound):
+            raise FolkRNNError(f"units: clamp value {m['value']} in {item!r} must be within ±{bound:g}")
+    return UnitSpec(layer, unit, value)
+
+
+def parse_unit_specs(text: str, num_layers: int, hidden: int, max_units: int = 64,
+                     bound: float = CLAMP_BOUND) -> tuple[UnitSpec, ...]:
+    """`3:12,301 2:77=0.9` -> units; an item without `L:` keeps the layer before it.
+
+    >>> [str(u) for u in parse_unit_specs("3:12,301 2:77=0.9", 3, 512)]
+    ['3:12', '3:301', '2:77=0.9']
+    >>> [str(u) for u in parse_unit_specs("1:5=-0.5; 7", 3, 16)]
+    ['1:5=-0.5', '1:7']
+    >>> parse_unit_specs("4:1", 3, 512)
+    Traceback (most recent call last):
+    folkrnn.errors.FolkRNNError: units: layer 4 in '4:1': this model has layers 1 to 3
+    >>> parse_unit_specs("12", 3, 512)
+    Traceback (most recent call last):
+    folkrnn.errors.FolkRNNError: units: '12' has no layer: write it as LAYER:UNIT, e.g. 3:12
+    """
+    items = [x for x in _SPLIT.split(text.strip()) if x]
+    if not items:
+        raise FolkRNNError("units: give at least one, e.g. 3:12,301 or 2:77=0.9")
+    out: list[UnitSpec] = []
+    for item in items:
+        spec = _spec(item, out[-1].layer if out else None, num_layers, hidden, bound)
+        if any(u.layer == spec.layer and u.unit == spec.unit for u in out):
+            raise FolkRNNError(f"units: {spec.layer}:{spec.unit} is given twice")
+        out.append(spec)
+    if len(out) > max_units:
+        raise FolkRNNError(f"units: at most {max_units} units at once, got {len(out)}")
+    return tuple(out)
+
+
+def parse_unit_range(text: str, hidden: int, max_units: int = 64) -> list[int]:
+    """Units of one layer: `12, 301 5-9` (ranges inclusive; a unit given twice counts once).
+
+    >>> parse_unit_range("12, 3 5-7", 16)
+    [12, 3, 5, 6, 7]
+    >>> parse_unit_range("3-1", 16)
+    Traceback (most recent call last):
+    folkrnn.errors.FolkRNNError: units: range '3-1' runs backwards
+    """
+    out: list[int] = []
+    for item in (x for x in _SPLIT.split(text.strip()) if x):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if m is None:
+            raise FolkRNNError(f"units: cannot read {item!r}: give unit numbers (0 to {hidden - 1}) or ranges like 5-9")
+        a, b = int(m[1]), int(m[2] or m[1])
+        if b < a:
+            raise FolkRNNError(f"units: range {item!r} runs backwards")
+        if b >= hidden:
+            raise FolkRNNError(f"units: unit {b} in {item!r}: layers have units 0 to {hidden - 1}")
+        if b - a + 1 + len(out) > max_units:
+            raise FolkRNNError(f"units: at most {max_units} units at once")
+        out += [u for u in range(a, b + 1) if u not in out]
+    if not out:
+        raise FolkRNNError("units: give at least one unit number")
+    return out
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Ablate (`zero`, or `mean`: each unit's mean over a reference run, see `unit_means`)
+    or clamp (the units given `=value`) one quantity (a layer point: h, c, i, f, g, o) of
+    the listed units, at every step.
+
+    >>> iv = Intervention("c", "mean", parse_unit_specs("1:2,5=0.75 2:1", 2, 16))
+    >>> str(iv), [name for name, _ in iv.hooks({(1, 2): 0.1, (2, 1): 0.2})]
+    ('c mean 1:2,1:5=0.75,2:1', ['layers.0.hook_c', 'layers.1.hook_c'])
+    """
+
+    quantity: str
+    ablation: str
+    units: tuple[UnitSpec, ...]
+
+    def __post_init__(self) -> None:
+        if self.quantity not in LAYER_POINTS:
+            raise FolkRNNError(f"quantity must be one of {', '.join(LAYER_POINTS)}, got {self.quantity!r}")
+        if self.ablation not in ABLATIONS:
+            raise FolkRNNError(f"ablation must be one of {', '.join(ABLATIONS)}, got {self.ablation!r}")
+
+    def __str__(self) -> str:
+        return f"{self.quantity} {self.ablation} " + ",".join(str(u) for u in self.units)
+
+    def hooks(self, means: dict[tuple[int, int], float] | None = None) -> list[Pair]:
+        """One `clamp` per layer; `means[(layer, unit)]` for a mean ablation."""
+        if self.ablation == "mean" and means is None and any(u.value is None for u in self.units):
+            raise FolkRNNError("a mean ablation needs the units' means (unit_means)")
+        pairs = []
+        for layer in sorted({u.layer for u in self.units}):
+            mine = [u for u in self.units if u.layer == layer]
+            vals = [u.value if u.value is not None else (means[(layer, u.unit)] if self.ablation == "mean" else 0.0)
+                    for u in mine]
+            pairs.append(clamp(hook_name(self.quantity, layer), [u.unit for u in mine], torch.tensor(vals)))
+        return pairs
+
+
+def unit_means(model, ids: Sequence[int], iv: Intervention) -> dict[tuple[int, int], float]:
+    """Each listed unit's mean value of the quantity over one tune's steps (`ids`: the
+    tune's token ids from `<s>`, which is included) -> {(layer, unit): mean}."""
+    names = {u.layer: hook_name(iv.quantity, u.layer) for u in iv.units}
+    cache = model.run_with_cache([list(ids)], names=list(names.values()), dtype=torch.float32)
+    return {(u.layer, u.unit): float(cache[names[u.layer]][:, u.unit].mean()) for u in iv.units}

@@ -36,7 +36,12 @@ from folkrnn.errors import FolkRNNError
 
 
 def eta_squared(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """values (N, H), groups (N,) ints >= 0 -> (H,): between-group SS / total SS per column."""
+    """values (N, H), groups (N,) ints >= 0 -> (H,): between-group SS / total SS per column,
+    in [0, 1]; 0 for a column that does not vary (whose sums of squares are rounding).
+
+    >>> eta_squared(np.array([[0., 1., 0.3], [0., -1., 0.3], [2., 1., 0.3], [2., -1., 0.3]]), np.array([0, 0, 1, 1])).tolist()
+    [1.0, 0.0, 0.0]
+    """
     v = np.asarray(values, np.float64)
     g = np.asarray(groups)
     if len(g) != len(v):
@@ -49,7 +54,8 @@ def eta_squared(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     np.add.at(sums, g, v)
     means = sums / np.maximum(n, 1)[:, None]
     between = (n[:, None] * (means - mu) ** 2).sum(0)
-    return np.where(total > 0, between / np.where(total > 0, total, 1), 0.0)
+    varies = (total > 0) & (np.ptp(v, 0) > 0 if len(v) else False)
+    return np.clip(np.where(varies, between / np.where(varies, total, 1), 0.0), 0.0, 1.0)
 
 
 def residualise(values: np.ndarray, tokens: np.ndarray) -> np.ndarray:

@@ -38,7 +38,8 @@ from folkrnn.sample.config import MAX_LENGTH, PRECISIONS, SampleConfig, Tune
 from folkrnn.sample.form import Form
 from folkrnn.sample.generate import sample
 from folkrnn.sample.prime import (
-    KEY_WILDCARD, METER_WILDCARD, MODE_NAMES, WILDCARD, base_allowed, compile_prime, make_prime, parse_meter, parse_mode,
+    KEY_WILDCARD, METER_WILDCARD, MODE_NAMES, WILDCARD, AbcPrime, Menus, abc_prime, base_allowed, compile_prime,
+    make_prime, parse_meter, parse_mode,
 )
 from folkrnn.sample.randomness import draw, filter_logits, softmax, uniforms
 from folkrnn.sample.row import RowDraw
@@ -47,6 +48,6 @@ from folkrnn.sample.step import HookedStepper, Stepper, auto_threads
 
 __all__ = [
     "KEY_WILDCARD", "MAX_LENGTH", "METER_WILDCARD", "MODE_NAMES", "PRECISIONS", "WILDCARD", "Form", "HookedStepper", "RowDraw", "SampleConfig",
-    "Scored", "Stepper", "Tune", "auto_threads", "base_allowed", "beam_search", "compile_prime", "draw",
+    "AbcPrime", "Menus", "Scored", "Stepper", "Tune", "abc_prime", "auto_threads", "base_allowed", "beam_search", "compile_prime", "draw",
     "filter_logits", "make_prime", "parse_meter", "parse_mode", "sample", "score_tunes", "softmax", "uniforms",
 ]

@@ -3,12 +3,18 @@
 A prime is a token sequence to continue (after `<s>`). Its `*` positions are sampled
 (never `</s>`), `M:*` / `K:*` positions are sampled among meter / key tokens, the others
 are forced: folkrnn.org's "fill in the blanks".
+
+`abc_prime` reads a tune written in ABC into a prime, for both front ends: `folkrnn
+generate --prime-abc` (a file, `FILE:X` or text) and the studio's Compose form (text only,
+a missing `M:`/`K:` completed from its menus, `Menus`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -140,3 +146,147 @@ def base_allowed(vocab: Vocabulary) -> Tensor:
     a[vocab.bos] = False
     return a
 
+
+
+# -- a prime written in ABC ---------------------------------------------------------------------
+_FIELD_LINE = re.compile(r"[ \t]*([A-Za-z+]):(?!\|)")  # an ABC field line (the reader's rule)
+_LINE_NO = re.compile(r"\bline (\d+)")
+
+
+@dataclass(frozen=True)
+class Menus:
+    """The header a prime without `M:` or `K:` is read in (the studio's Meter, Mode and Key
+    menus): `meter`/`mode` None = the model chooses (read in 4/4 or major, the token stays
+    a wildcard); `key` the tonic the music is written in."""
+
+    meter: str | None = None
+    mode: str | None = None
+    key: str = "C"
+
+
+@dataclass(frozen=True)
+class AbcPrime:
+    """A prime read from ABC: its v2 tokens (in C, as the model reads them) and the tonic
+    it is written in (`D`, `Bb`: its `K:`, or the Key menu's)."""
+
+    tokens: tuple[str, ...]
+    tonic: str | None
+
+
+def abc_prime(text: str, *, where: str = "prime", files: bool = False, menus: Menus | None = None) -> AbcPrime:
+    """ABC -> the prime: the one tune of `text`, in v2 tokens, and its tonic.
+
+    `files`: a one-line `text` with no `X:`/`K:` field is a file name, or `FILE:X` (the
+    tune numbered X of the file), and a literal `\\n` in one-line text is a line break (a
+    shell argument); otherwise `text` is only ever ABC. `menus`: complete a missing header
+    (see `Menus`; errors then name the lines as typed, the added ones as "the header from
+    the menus"). A text of several tunes is refused unless one is named (the message lists
+    their X: numbers). FolkRNNError messages start with `where`.
+
+    >>> abc_prime("X:1\\nM:6/8\\nK:D\\nA", files=True)
+    AbcPrime(tokens=('M:6/8', 'K:Cmaj', 'G'), tonic='D')
+    >>> abc_prime("|: GAB c2", menus=Menus(mode="dorian", key="G")).tokens
+    ('M:*', 'K:Cdor', '|:', 'c', 'd', 'e', 'f', '2')
+    >>> abc_prime("K:G", menus=Menus(meter="6/8")).tokens  # a header alone is a prime
+    ('M:6/8', 'K:Cmaj')
+    >>> abc_prime("H9 ??", menus=Menus())
+    Traceback (most recent call last):
+    folkrnn.errors.FolkRNNError: prime: rejected (malformed): line 1: unexpected character '9'
+    """
+    from folkrnn.abc import read_abc
+
+    want, named = None, None
+    if files:
+        text, want, named = _file_or_text(text, where)
+        where = f"{where} {named}" if named is not None else where
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    origin: list[int | None] = list(range(1, len(lines) + 1))
+    header_only, given = False, {"M", "K"}
+    if menus is not None:
+        lines, origin, header_only, given = _with_header(lines, menus)
+    tunes = list(read_abc("\n".join(lines), strict=False))
+    tune = tunes[_pick(tunes, want, where, named)]
+    if tune.tokens is None:
+        def theirs(m: re.Match) -> str:
+            n = int(m.group(1))
+            mine = origin[n - 1] if 1 <= n <= len(origin) else None
+            return f"line {mine}" if mine is not None else "the header from the menus"
+
+        raise FolkRNNError(f"{where}: rejected ({tune.reason}): {_LINE_NO.sub(theirs, tune.detail or '')}")
+    toks = list(tune.tokens[:2] if header_only else tune.tokens)
+    if "M" not in given and not (menus and menus.meter):
+        toks[0] = METER_WILDCARD
+    if "K" not in given and not (menus and menus.mode):
+        toks[1] = KEY_WILDCARD
+    return AbcPrime(tuple(toks), tune.tonic)
+
+
+def _file_or_text(text: str, where: str) -> tuple[str, str | None, str | None]:
+    """`--prime-abc`'s argument -> (ABC text, X wanted or None, the file as named or None)."""
+    one_line = "\n" not in text and "\\n" not in text
+    if not one_line or re.search(r"(^|\\n|\n)[ \t]*[XK]:", text) is not None:
+        return text.replace("\\n", "\n"), None, None
+    # a file name (ABC text needs at least a K: field), maybe with :X
+    p, want = Path(text), None
+    m = re.fullmatch(r"(.+):([^:/]+)", text)
+    if m and not p.exists():
+        p, want = Path(m.group(1)), m.group(2).strip()
+    try:
+        return p.read_text("utf-8"), want, text
+    except FileNotFoundError:
+        raise FolkRNNError(f"{where} {p}: no such file (give a file, FILE:X, or ABC text with a K: field)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FolkRNNError(f"{where} {p}: cannot read: {e}") from None
+
+
+def _with_header(lines: list[str], menus: Menus) -> tuple[list[str], list[int | None], bool, set[str]]:
+    """The prime's lines with a missing M: (and L:1/8) and K: added from the menus and X:1
+    opening the tune (music after a blank line then reads as in a file); per line its
+    number as typed (None: added); whether the prime is a header alone (a note is added
+    to read it, and only M: and K: are kept); the fields the prime gave."""
+    from folkrnn.abc import parse_key
+
+    head = 0  # the leading field (and comment) lines: the prime's own header
+    while head < len(lines) and (_FIELD_LINE.match(lines[head]) or lines[head].lstrip().startswith("%")):
+        head += 1
+    fields = [f.group(1) for f in map(_FIELD_LINE.match, lines[:head]) if f]
+    m_tok = parse_meter(menus.meter) if menus.meter else "M:4/4"
+    k_tok = parse_mode(menus.mode) if menus.mode else "K:Cmaj"
+    added: list[str] = []
+    if "M" not in fields:
+        added += [f"M:{m_tok[2:]}"] + ([] if "L" in fields else ["L:1/8"])
+    if "K" not in fields:
+        added.append(f"K:{parse_key(menus.key).name}{k_tok[3:]}")
+    # the added fields go before the K: (or where it would be)
+    at = next((i for i, f in enumerate(map(_FIELD_LINE.match, lines[:head])) if f and f.group(1) == "K"), head)
+    x = [] if "X" in fields else ["X:1"]
+    wrapped = x + lines[:at] + added + lines[at:]
+    origin = [None] * len(x) + [*range(1, at + 1), *[None] * len(added), *range(at + 1, len(lines) + 1)]
+    header_only = not any(s.strip() and not s.lstrip().startswith("%") for s in lines[head:])
+    if header_only:
+        wrapped.append("C")
+        origin.append(None)
+    return wrapped, origin, header_only, set(fields)
+
+
+def _pick(tunes: list, want: str | None, where: str, named: str | None) -> int:
+    """The index of the tune to read: the one named X:`want`, or the only one (`named`:
+    the file the tunes came from, as given, None for text)."""
+    if not tunes:
+        raise FolkRNNError(f"{where}: no tune found (an X: or K: field is needed)")
+    xs = [(t.x or "").strip() for t in tunes]
+    numbers = ", ".join(x for x in xs[:20] if x) + (" ..." if len(tunes) > 20 else "")
+    if want is not None:
+        pick = next((k for k, x in enumerate(xs) if x == want or (x.isdigit() and want.isdigit() and int(x) == int(want))),
+                    None)
+        if pick is None:
+            raise FolkRNNError(f"{where}: no tune with X:{want} (the X: numbers are {numbers or 'missing'})")
+        return pick
+    if len(tunes) == 1:
+        return 0
+    if named is None:
+        raise FolkRNNError(f"{where}: the ABC text holds {len(tunes)} tunes; give one (or a file and FILE:X)")
+    if not any(xs):
+        raise FolkRNNError(f"{where}: {len(tunes)} tunes and no X: fields to choose one by; give a file of one tune")
+    raise FolkRNNError(f"{where}: {len(tunes)} tunes (X: {numbers}); name the one to start from as FILE:X, "
+                       f"e.g. {named}:{next(x for x in xs if x)}")

@@ -10,15 +10,14 @@ tune again anywhere. A tune in a form comes whole, from the library's form sampl
 view's teacher forcing: the model's probability of each token of a given tune, with
 the alternatives.
 
-Nothing here knows about HTTP; the server (`folkrnn.web.app`) calls these functions
-in worker threads.
+Nothing here knows about HTTP; the server (its rooms and `folkrnn.web.studio`) calls these
+functions in worker threads.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import re
 import tempfile
 import threading
 import time
@@ -39,11 +38,11 @@ from folkrnn.sample import (
     RowDraw,
     SampleConfig,
     Stepper,
+    Menus,
     Tune,
+    abc_prime,
     compile_prime,
     make_prime,
-    parse_meter,
-    parse_mode,
 )
 from folkrnn.sample.types import Shape, shape_of
 from folkrnn.vocab import BOS, EOS, Vocabulary
@@ -96,12 +95,13 @@ def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None
     reads no files on a client's behalf). It always opens with a meter and a key token,
     wildcards where the model chooses, so that every tune can be written as ABC.
 
-    ABC is read as `folkrnn generate` would read the tune, its header completed from the
-    Compose form's menus: without `K:` it is read in the Key menu's tonic (`key`) and the
-    Mode menu's mode, and so moved to C like any tune; without `M:` it is read in the Meter
-    menu's meter, with `L:1/8` unless it says otherwise. Where a menu says "the model
-    chooses", the reading takes 4/4 or major and the token stays a wildcard. Errors name
-    the lines as the user typed them.
+    ABC is read by the library's prime reader (`folkrnn.sample.abc_prime`, as `folkrnn
+    generate --prime-abc` reads a tune), its header completed from the Compose form's menus:
+    without `K:` it is read in the Key menu's tonic (`key`) and the Mode menu's mode, and so
+    moved to C like any tune; without `M:` it is read in the Meter menu's meter, with
+    `L:1/8` unless it says otherwise. Where a menu says "the model chooses", the reading
+    takes 4/4 or major and the token stays a wildcard. Errors name the lines as the user
+    typed them.
 
     >>> prime_tokens("", "tokens")
     ('M:*', 'K:*')
@@ -122,58 +122,11 @@ def prime_tokens(text: str, fmt: str, meter: str | None = None, mode: str | None
     if fmt == "tokens" or not text:
         toks = text.split()
     else:
-        toks = _abc_prime(text, meter, mode, key)
+        toks = list(abc_prime(text, menus=Menus(meter, mode, key)).tokens)
     toks = list(make_prime(toks, meter, mode))
     m = toks.pop(0) if toks and toks[0].startswith("M:") else METER_WILDCARD
     k = toks.pop(0) if toks and toks[0].startswith("K:") else KEY_WILDCARD
     return (m, k, *toks)
-
-
-_FIELD_LINE = re.compile(r"[ \t]*([A-Za-z+]):(?!\|)")  # an ABC field line (the reader's rule)
-_LINE_NO = re.compile(r"\bline (\d+)")
-
-
-def _abc_prime(text: str, meter: str | None, mode: str | None, key: str) -> list[str]:
-    """An ABC prime -> v2 tokens: the header completed from the menus (see `prime_tokens`),
-    the reader's line numbers put back to the user's."""
-    from folkrnn.abc import parse_key, tune_to_tokens
-
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    head = 0  # the leading field (and comment) lines: the prime's own header
-    while head < len(lines) and (_FIELD_LINE.match(lines[head]) or lines[head].lstrip().startswith("%")):
-        head += 1
-    fields = [f.group(1) for f in map(_FIELD_LINE.match, lines[:head]) if f]
-    has_k, has_m = "K" in fields, "M" in fields
-    m_tok = parse_meter(meter) if meter else "M:4/4"
-    k_tok = parse_mode(mode) if mode else "K:Cmaj"
-    added: list[str] = []
-    if not has_m:
-        added += [f"M:{m_tok[2:]}"] + ([] if "L" in fields else ["L:1/8"])
-    if not has_k:
-        added.append(f"K:{parse_key(key).name}{k_tok[3:]}")
-    # the added fields go before the K: (or where it would be); X:1 opens the tune so that
-    # music after a blank line is an error, as in a file
-    at = next((i for i, f in enumerate(map(_FIELD_LINE.match, lines[:head])) if f and f.group(1) == "K"), head)
-    origin: list[int | None] = [None] if "X" not in fields else []
-    origin += [*range(1, at + 1), *[None] * len(added), *range(at + 1, len(lines) + 1)]
-    wrapped = ([] if "X" in fields else ["X:1"]) + lines[:at] + added + lines[at:]
-    if head == len(lines) or not any(s.strip() and not s.lstrip().startswith("%") for s in lines[head:]):
-        wrapped.append("C")  # a header alone (`K:G`): read it with a note, keep only M: and K:
-    try:
-        toks = tune_to_tokens("\n".join(wrapped), strict=False)
-    except FolkRNNError as e:
-        def theirs(m: re.Match) -> str:
-            n = int(m.group(1))
-            mine = origin[n - 1] if 1 <= n <= len(origin) else None
-            return f"line {mine}" if mine is not None else "the header from the menus"
-        raise FolkRNNError(f"prime: {_LINE_NO.sub(theirs, str(e))}") from None
-    if wrapped[-1] == "C" and len(wrapped) > len(origin):
-        toks = toks[:2]
-    if not has_m and not meter:
-        toks[0] = METER_WILDCARD
-    if not has_k and not mode:
-        toks[1] = KEY_WILDCARD
-    return toks
 
 
 def compose_shape(form: Compose) -> Shape:
