@@ -342,11 +342,12 @@ _abcjs_sent = False  # the library goes into the page with the first tune shown
 
 
 def find_abcjs() -> Path | None:
-    """abcjs for the staff: a copy beside the studio's page (folkrnn/web/static), else npm's
-    node_modules of a source checkout (looked for upwards from here, then from the
-    working directory)."""
+    """npm's abcjs for the staff (the studio's page and Jupyter): the copy a built wheel
+    carries (folkrnn/web/static/vendor, put there by setup.py from node_modules), else
+    npm's node_modules of a source checkout (looked for upwards from here, then from
+    the working directory)."""
     here = Path(__file__).resolve().parent
-    static = here / "web" / "static" / ABCJS_FILE
+    static = here / "web" / "static" / "vendor" / ABCJS_FILE
     if static.is_file():
         return static
     for base in (*here.parents, Path.cwd(), *Path.cwd().parents):

@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,22 @@ def default_db_path() -> Path:
     return Path(base) / "folkrnn" / "studio.sqlite"
 
 
+def _journal_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL and return the journal mode. Two processes opening a fresh file at
+    once: the switch can answer "database is locked" at once, without SQLite's busy
+    handler, so it is retried here for up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    wait = 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 0.1)
+
+
 class Archive:
     """The tunes database at `path` (created and migrated on open). Thread-safe: each
     thread gets its own connection."""
@@ -159,7 +176,7 @@ class Archive:
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _journal_wal(conn)
                 if mode.lower() != "wal":
                     log.warning("%s: journal mode %s (WAL unavailable)", self.path, mode)
                 conn.execute("PRAGMA synchronous = NORMAL")

@@ -41,18 +41,14 @@ from folkrnn.web.limits import Busy, Limits, Slots, brief, check_id
 
 log = logging.getLogger(__name__)
 
-ABCJS_REL = Path("node_modules") / "abcjs" / "dist" / "abcjs-basic-min.js"
 
 
 def find_abcjs() -> Path | None:
-    """npm's abcjs for the page: the repository's node_modules (`npm ci`), looked for
-    from this file upwards (a source checkout), then from the working directory."""
-    here = Path(__file__).resolve()
-    for base in (*here.parents, Path.cwd()):
-        p = base / ABCJS_REL
-        if p.is_file():
-            return p
-    return None
+    """npm's abcjs for the page (see `folkrnn.tune.find_abcjs`: a wheel's copy, else a
+    checkout's node_modules)."""
+    from folkrnn.tune import find_abcjs as find
+
+    return find()
 
 
 @dataclass
