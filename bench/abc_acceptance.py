@@ -10,7 +10,7 @@ each program rejects:
 - abcjs (node_modules, `ABCJS.parseOnly`): any parser warning for the tune;
 - music21: an exception from `converter.parse` (on a sample: it runs ~10 tunes/s);
 - folkrnn: the strict reader rejects the tune, or reads back other tokens than
-  the repaired ones (`repair_for_writing`).
+  the repaired ones (`make_writable`).
 
     PYTHONPATH=src .venv/bin/python bench/abc_acceptance.py -m default -n 3000 -s 1
     PYTHONPATH=src .venv/bin/python bench/abc_acceptance.py -m tiny -n 3000 -s 1 --max-length 300
@@ -88,7 +88,7 @@ def _by_line(pattern: re.Pattern, out: str, starts: Sequence[int]) -> dict[int, 
 
 # abc2midi says "Error" for a repeat it must infer, then plays exactly what the tune
 # means (its MIDI is byte for byte that of the tune with the repeat written out, see
-# repair_for_writing): these two are warnings, not rejections.
+# make_writable): these two are warnings, not rejections.
 ABC2MIDI_RECOVERED = ("found [1 or like before |:", "Missing :| at end of tune")
 
 
@@ -185,7 +185,7 @@ def generate(model: str, n: int, seed: int, max_length: int, batch_size: int) ->
         net.eval()
         vocab = Vocabulary.v2()
     else:
-        from folkrnn.checkpoint import load_model
+        from folkrnn.load import load_model
 
         ckpt = load_model(model)
         net, vocab = ckpt.model, ckpt.vocab
@@ -200,20 +200,20 @@ def write_all(seqs: Sequence[Sequence[str]]) -> tuple[list[str | None], list[lis
     from folkrnn.abc import tokens_to_abc
 
     try:
-        from folkrnn.abc.writer import repair_for_writing
+        from folkrnn.abc.writer import make_writable
     except ImportError:  # an older writer: the sampler's own clean-up, then the writer
-        repair_for_writing = None
+        make_writable = None
         from folkrnn.sample import drop_unwritable
     abcs: list[str | None] = []
     expected: list[list[str] | None] = []
     for i, toks in enumerate(seqs):
         try:
-            if repair_for_writing is None:
+            if make_writable is None:
                 kept, _ = drop_unwritable(toks)
                 want = kept
             else:
                 kept = list(toks)
-                want, notes = repair_for_writing(toks)
+                want, notes = make_writable(toks)
                 if "this tune has no notes" in notes:
                     raise ValueError("no notes")
             abcs.append(tokens_to_abc(kept, x=i + 1, title=f"tune {i + 1}"))

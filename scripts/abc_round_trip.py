@@ -1,7 +1,7 @@
 """Round trip of a token corpus through the ABC writer and reader: tokens -> ABC -> tokens.
 
 Counts the tunes read back identically, those read back as their repaired tokens
-(`repair_for_writing`: what differs is what the writer must mend or normalise,
+(`make_writable`: what differs is what the writer must mend or normalise,
 e.g. chord lengths moved inside), and failures, with the kinds of repair seen.
 
     PYTHONPATH=src .venv/bin/python scripts/abc_round_trip.py runs/openfolk.txt [--key D]
@@ -14,7 +14,7 @@ import collections
 import sys
 
 from folkrnn.abc import tokens_to_abc, tune_to_tokens
-from folkrnn.abc.writer import repair_for_writing
+from folkrnn.abc.writer import make_writable
 from folkrnn.datafile import read_tunes
 from folkrnn.errors import FolkRNNError
 
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
         if back == list(tune):
             same += 1
             continue
-        want, notes = repair_for_writing(tune)
+        want, notes = make_writable(tune)
         if back == want:
             repaired += 1
             kinds.update(n.split(": ", 1)[1].split(" (x")[0] for n in notes)

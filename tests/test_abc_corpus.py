@@ -12,7 +12,7 @@ from functools import lru_cache
 import pytest
 
 from folkrnn.abc import read_abc, tokens_to_abc, tune_to_tokens
-from folkrnn.abc.writer import repair_for_writing
+from folkrnn.abc.writer import make_writable
 from folkrnn.vocab import Vocabulary
 
 pytest.importorskip("music21")
@@ -85,7 +85,7 @@ def test_round_trip_identity_on_the_corpus(results):
     for i, r in enumerate(results):
         if r.accepted:
             toks = list(r.tokens)
-            want = repair_for_writing(toks)[0]
+            want = make_writable(toks)[0]
             back = tune_to_tokens(tokens_to_abc(toks))
             assert back == want, r.label()
             same += back == toks

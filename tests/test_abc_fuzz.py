@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from folkrnn.abc import AbcRejected, read_abc, tokens_to_abc, tune_to_tokens
-from folkrnn.abc.writer import repair_for_writing
+from folkrnn.abc.writer import make_writable
 from folkrnn.vocab import Vocabulary
 
 REAL = """X:1
@@ -32,7 +32,7 @@ def check(text: str) -> None:
             assert V2.unknown(r.tokens) == []
             # Whatever was accepted is written back and read back as its repaired tokens
             # (identically but for what no score can draw, e.g. `A5`, or an unclosed repeat).
-            assert tune_to_tokens(tokens_to_abc(r.tokens)) == repair_for_writing(r.tokens)[0]
+            assert tune_to_tokens(tokens_to_abc(r.tokens)) == make_writable(r.tokens)[0]
         else:
             assert r.reason and r.detail
     assert time.perf_counter() - t0 < 5  # a generous bound: a hang, not a speed test

@@ -15,7 +15,7 @@ import torch
 from conftest import ROOT, requires
 
 from folkrnn.abc import tokens_to_abc, tune_to_tokens
-from folkrnn.abc.writer import repair_for_writing
+from folkrnn.abc.writer import make_writable
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.sample import SampleConfig, sample
 from folkrnn.vocab import Vocabulary
@@ -60,7 +60,7 @@ def written() -> tuple[list[str], list[list[str]]]:
             continue  # no note: nothing to write
         if not toks or toks[0][:2] not in ("M:", "K:"):
             continue  # not a transcription (no meter, key first): refused, see test_abc_writer
-        want.append(repair_for_writing(toks)[0])
+        want.append(make_writable(toks)[0])
         abcs.append(tokens_to_abc(toks, x=i + 1))
     assert len(abcs) > 250
     return abcs, want
@@ -116,4 +116,4 @@ def test_the_checks_catch_what_they_are_for():
     assert set(bench.check_abc2midi(raw)) >= {1, 2, 3}
     assert set(bench.check_abcjs(raw)) >= {0, 3}
     assert bench.check_folkrnn(raw, [None] * 4).keys() >= {0}
-    assert tune_to_tokens(tokens_to_abc(HARD[0].split())) == repair_for_writing(HARD[0].split())[0]
+    assert tune_to_tokens(tokens_to_abc(HARD[0].split())) == make_writable(HARD[0].split())[0]

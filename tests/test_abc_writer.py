@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from folkrnn.abc import parse_key, tokens_to_abc, tune_to_tokens
-from folkrnn.abc.writer import repair_for_writing
+from folkrnn.abc.writer import make_writable
 from folkrnn.datafile import read_tunes
 from folkrnn.errors import FolkRNNError
 from folkrnn.tokens import sounding_pitches
@@ -90,7 +90,7 @@ def test_transposed_pitches_move_by_the_interval():
 ])
 def test_bad_token_sequences_raise_without_repair(tokens, message):
     with pytest.raises(FolkRNNError, match=message):
-        tokens_to_abc(tokens.split(), repair=False)
+        tokens_to_abc(tokens.split(), mend=False)
 
 
 @pytest.mark.parametrize("tokens, repaired, said", [
@@ -114,7 +114,7 @@ def test_bad_token_sequences_raise_without_repair(tokens, message):
     ("M:4/4 K:Cmaj [ C D E F G A B c d ] e", "M:4/4 K:Cmaj [ C D E F G A B c ] e", "more than 8 notes"),
 ])
 def test_repairs_what_abc_cannot_say(tokens, repaired, said):
-    toks, notes = repair_for_writing(tokens.split())
+    toks, notes = make_writable(tokens.split())
     assert toks == repaired.split()
     assert any(said in n for n in notes), notes
     abc = tokens_to_abc(tokens.split())
@@ -125,9 +125,9 @@ def test_repairs_what_abc_cannot_say(tokens, repaired, said):
 def test_a_well_formed_tune_is_not_repaired(samples):
     clean = [t for t in samples if balanced(t)]
     assert len(clean) >= 60
-    unchanged = sum(repair_for_writing(t)[0] == list(t) for t in clean)
+    unchanged = sum(make_writable(t)[0] == list(t) for t in clean)
     assert unchanged >= len(clean) - 3  # the original model's own slips (a trailing `(3`, `|2` alone)
-    assert repair_for_writing("M:4/4 K:Cmaj |: C D |1 E :| |2 F |".split()) == (
+    assert make_writable("M:4/4 K:Cmaj |: C D |1 E :| |2 F |".split()) == (
         "M:4/4 K:Cmaj |: C D |1 E :| |2 F |".split(), [])
 
 
@@ -171,7 +171,7 @@ def test_no_line_break_inside_a_tuplet_across_a_bar():
 def test_an_ending_closed_by_a_double_bar_keeps_its_tokens():
     # abc2midi: "Need || |: :| or :: to mark end of variant ending" before the second `|1`.
     toks = "M:4/4 K:Cmaj |: C |1 D :| |2 E | F |1 G :| |2 A |".split()
-    assert repair_for_writing(toks) == (toks, [])
+    assert make_writable(toks) == (toks, [])
     abc = tokens_to_abc(toks)
     assert "|2 E || F |1 G" in abc.replace("\n", " ")
     assert tune_to_tokens(abc) == toks
@@ -200,7 +200,7 @@ def test_round_trip_identity_on_the_64_samples_in_every_key(samples):
     for key in KEYS:
         for i, tune in enumerate(samples):
             abc = tokens_to_abc(["<s>", *tune, "</s>"], key=key, x=i + 1)
-            assert tune_to_tokens(abc) == repair_for_writing(tune)[0], (key, i)
+            assert tune_to_tokens(abc) == make_writable(tune)[0], (key, i)
 
 
 @pytest.mark.slow

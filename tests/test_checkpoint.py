@@ -146,12 +146,6 @@ def test_info_full_v2_count(tmp_path, capsys):
     assert re.search(r"parameters +5,599,881 \(plus 3,072", out)
 
 
-def test_old_import_paths_of_the_loader_still_work():
-    from folkrnn.checkpoint import load_model as old
-
-    assert old is load_model
-
-
 def test_tensor_checksum_catches_damage_a_valid_header_hides(tmp_path):
     p = tmp_path / "m.safetensors"
     save_checkpoint(p, FolkRNN(ModelConfig(hidden_size=8, num_layers=1)), V2)

@@ -44,7 +44,7 @@ def test_probe_reads_a_planted_label_and_the_shuffled_control_is_at_chance():
     r = probes.probe(x, y, test, rng, baseline=base)
     assert r["accuracy"] > 0.8
     assert abs(r["shuffled"] - r["chance"]) < 0.08  # the shuffled-label probe sits at chance
-    assert r["baseline"] < 0.4 and r["selectivity"] > 0.4
+    assert r["baseline"] < 0.4 and r["over_baseline"] > 0.4
     # a probe on features carrying no label is at chance too
     noise = np.random.default_rng(3).normal(size=x.shape)
     assert abs(probes.probe(noise, y, test, rng)["accuracy"] - r["chance"]) < 0.08

@@ -13,7 +13,8 @@ import torch
 from folkrnn import tokens as T
 from folkrnn.datafile import read_tunes
 from folkrnn.interp import sections as S
-from folkrnn.interp.registry import Context, ExplainConfig, registered, run_analyses
+from folkrnn.interp.registry import Context, ExplainConfig
+from folkrnn.interp.runner import registered, run_analyses
 from folkrnn.interp.report import _clean
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.vocab import Vocabulary
@@ -199,7 +200,7 @@ def test_sections_analysis_runs_quick_on_a_tiny_model(tiny):
     from folkrnn.checkpoint import Checkpoint
 
     ck = Checkpoint(tiny, V2, {})
-    ctx = Context(ck, None, ExplainConfig.make(quick=True), "tiny", extra={"corpus": str(DATA)})
+    ctx = Context(ck, None, ExplainConfig.make(quick=True), "tiny", corpus=DATA)
     (r,) = run_analyses(ctx, names=["sections"])
     res = r.result
     assert res.skipped is None, res.skipped
@@ -223,7 +224,7 @@ def test_sections_analysis_on_a_corpus_without_eight_bar_sections(tiny, tmp_path
 
     path = tmp_path / "short.txt"
     path.write_text("\n\n".join(f"M:4/4\nK:Cmaj\n{p} 8 | D 8 | E 8 | F 8 :| G 8 | A 8 |" for p in "CDEFGAB") + "\n")
-    ctx = Context(Checkpoint(tiny, V2, {}), None, ExplainConfig.make(quick=True), "tiny", extra={"corpus": str(path)})
+    ctx = Context(Checkpoint(tiny, V2, {}), None, ExplainConfig.make(quick=True), "tiny", corpus=path)
     (r,) = run_analyses(ctx, names=["sections"])
     assert r.result.skipped is None
     assert r.result.findings["count_or_cadence"]["tunes"] == 0 and r.result.findings["verdict"] == "too few"

@@ -15,8 +15,8 @@ from folkrnn.errors import FolkRNNError
 from folkrnn.interp import equivalence, gramian, weights
 from folkrnn.interp.counts import (TokenCounts, counts_from_corpus, counts_from_metadata, counts_from_tunes,
                                    token_counts)
-from folkrnn.interp.registry import (ANALYSES, Context, ExplainConfig, Ran, Result, merge_findings, register,
-                                     run_analyses)
+from folkrnn.interp.registry import ANALYSES, Context, ExplainConfig, Ran, Result, merge_findings, register
+from folkrnn.interp.runner import run_analyses
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.vocab import Vocabulary
 
@@ -155,7 +155,7 @@ def test_bias_vs_frequency_planted_and_shuffled(counts):
     assert abs(d["r"]) < d["shuffled_abs_r_95"] and d["p"] > 0.05
 
 
-def test_duplicate_and_sign_flipped_columns_against_gaussian():
+def test_duplicate_and_sign_flipped_columns_against_spectrum_matched_nulls():
     m = tiny_model(32)
     with torch.no_grad():
         w = m.out.weight
@@ -165,8 +165,52 @@ def test_duplicate_and_sign_flipped_columns_against_gaussian():
     d = weights.duplicate_columns(m, rng(), 3)
     # 0~1 duplicate; 0~2, 1~2, 3~4 flipped
     assert d["duplicates"] == 1 and d["sign_flipped"] == 3
-    assert d["control"]["duplicates_mean"] == 0 and d["control"]["sign_flipped_mean"] == 0
+    assert d["control"]["duplicates_95"][1] <= 1 and d["control"]["sign_flipped_95"][1] <= 1
     assert d["pairs"] == 32 * 31 // 2
+
+
+def _with_all_ones(m, seed=5, size=30.0):
+    """A copy of m whose softmax matrix has a large all-ones component added: the same
+    number on every token's logit for each unit, which changes no probability."""
+    import copy
+
+    m2 = copy.deepcopy(m)
+    c = torch.from_numpy(np.random.default_rng(seed).standard_normal(m.out.weight.shape[1]) * size).float()
+    with torch.no_grad():
+        m2.out.weight += c[None, :]
+    return m2
+
+
+def test_softmax_analyses_ignore_the_all_ones_direction(counts):
+    m = tiny_model(32)
+    m2 = _with_all_ones(m)
+    assert weights.all_ones_share(weights._np(m2.out.weight)) > 0.9
+    a, b = weights.softmax_svd(m, V2, counts, rng(), 2, draws=20), weights.softmax_svd(m2, V2, counts, rng(), 2, draws=20)
+    assert a["effective_rank"] == pytest.approx(b["effective_rank"], rel=1e-4)
+    assert a["vectors"][0]["singular_value"] == pytest.approx(b["vectors"][0]["singular_value"], rel=1e-4)
+    assert [t["token"] for t in a["vectors"][0]["positive"]] in ([t["token"] for t in b["vectors"][0]["positive"]],
+                                                                 [t["token"] for t in b["vectors"][0]["negative"]])
+    for k in ("band_share", "kurtosis", "majority_sign_share"):
+        assert a["w1"][k] == pytest.approx(b["w1"][k], abs=1e-4)
+    assert b["w1_uncentered"]["u1_majority_sign_share"] == 1.0  # the raw direction 1 is the offset: one sign
+    da, db = weights.duplicate_columns(m, rng(), 3, draws=20), weights.duplicate_columns(m2, rng(), 3, draws=20)
+    assert (da["duplicates"], da["sign_flipped"]) == (db["duplicates"], db["sign_flipped"])
+    assert da["max_cosine"] == pytest.approx(db["max_cosine"], abs=1e-4)
+    assert db["raw_cosine"]["duplicates"] > 100  # the raw cosine reads the shared offset as likeness
+    ra, rb = weights.unit_bias_correlation(m, rng(), 3, draws=20), weights.unit_bias_correlation(m2, rng(), 3, draws=20)
+    assert np.allclose(ra["r"], rb["r"], atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(137, 512), (137, 16)])
+def test_spectrum_matched_null_has_the_real_singular_values(shape):
+    g = np.random.default_rng(0)
+    w = weights.center_tokens(g.standard_normal(shape) * np.linspace(3, 0.1, shape[1]))
+    s = weights.singular_values(w)
+    for _ in range(3):
+        n = weights.spectrum_matched(s, w.shape, g)
+        assert n.shape == w.shape
+        assert np.allclose(weights.singular_values(n), s, atol=1e-8 * s[0])
+        assert np.allclose(n.mean(0), 0, atol=1e-10)  # no all-ones component either
 
 
 def test_unit_bias_correlation_finds_units_that_copy_the_bias():

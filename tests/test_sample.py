@@ -306,3 +306,26 @@ def test_abc_prime_reads_a_file_a_numbered_tune_or_text(tmp_path, monkeypatch):
     assert abc_prime("GAB", menus=Menus(key="G")).tokens == ("M:*", "K:*", "c", "d", "e")
     with pytest.raises(FolkRNNError, match=r"line 3\b"):
         abc_prime("T:t\nK:G\nH9", menus=Menus())
+
+
+@pytest.mark.parametrize("extra", [{}, {"bars": "strict"}, {"form": "AABB"}])
+def test_a_shard_of_a_run_is_the_same_tunes(extra):
+    """SampleConfig(first=k): tunes k, k+1... exactly as a run from 0 makes them (torchrun shards)."""
+    from folkrnn.model import FolkRNN, ModelConfig
+    from folkrnn.sample import Form, SampleConfig, sample
+    from folkrnn.vocab import Vocabulary
+
+    v = Vocabulary.v2()
+    torch.manual_seed(3)
+    m = FolkRNN(ModelConfig(hidden_size=16, num_layers=1)).eval()
+    with torch.no_grad():
+        m.out.bias[v.eos] += 3.0
+        m.out.bias[v["|"]] += 2.0
+    kw = dict(extra)
+    if "form" in kw:
+        kw["form"] = Form.parse(kw["form"])
+    whole = list(sample(m, v, SampleConfig(num_tunes=7, seed=5, batch_size=3, **kw)))
+    shard = list(sample(m, v, SampleConfig(num_tunes=3, seed=5, batch_size=2, first=4, **kw)))
+    assert [t.index for t in shard] == [4, 5, 6]
+    assert [t.tokens for t in shard] == [t.tokens for t in whole[4:]]
+    assert [t.logprob for t in shard] == pytest.approx([t.logprob for t in whole[4:]], rel=1e-8)

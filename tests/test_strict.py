@@ -11,7 +11,7 @@ from folkrnn.errors import FolkRNNError
 from folkrnn.evaluate import evaluate_tunes
 from folkrnn.model import FolkRNN, ModelConfig
 from folkrnn.sample import SampleConfig, sample
-from folkrnn.strict import BarGuard
+from folkrnn.sample.strict import BarGuard
 from folkrnn.vocab import Vocabulary
 
 V2 = Vocabulary.v2()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from folkrnn.checkpoint import load_model, read_metadata
+from folkrnn.checkpoint import read_metadata
+from folkrnn.load import load_model
 from folkrnn.datafile import read_tunes
 from folkrnn import precision
 from folkrnn.errors import FolkRNNError

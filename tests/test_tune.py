@@ -16,7 +16,7 @@ import torch
 from conftest import requires
 
 from folkrnn import tune as T
-from folkrnn.abc.writer import repair_for_writing
+from folkrnn.abc.writer import make_writable
 from folkrnn.checkpoint import save_checkpoint
 from folkrnn.cli import main
 from folkrnn.datafile import read_tunes
@@ -74,7 +74,7 @@ def notes_in(score) -> list[tuple[tuple[int, ...], Fraction]]:
 
 def reference(tokens, key: str) -> list[tuple[tuple[int, ...], Fraction]]:
     """folkrnn's own reading (folkrnn.midi, repeats as written) of the tokens ABC says."""
-    kept, _ = repair_for_writing(tokens)
+    kept, _ = make_writable(tokens)
     shift = key_shift(key)
     return [(tuple(p + shift for p in e.pitches), e.length / 2) for e in note_events(kept, expand=False)]
 
@@ -90,7 +90,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize("name", sorted(TUNES))
 def test_musicxml_holds_the_notes_of_hand_written_tunes(name, key):
     tokens = TUNES[name].split()
-    assert repair_for_writing(tokens)[0] == tokens  # the reference reads these very tokens
+    assert make_writable(tokens)[0] == tokens  # the reference reads these very tokens
     got = notes_in(read_musicxml(T.musicxml(tokens, key)))
     assert got == reference(tokens, key)
 

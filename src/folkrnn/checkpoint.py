@@ -263,16 +263,3 @@ def parameter_table(model: FolkRNN, per_gate: bool = True) -> list[MatrixInfo]:
                 for k, chunk in enumerate(t.chunk(4, dim=0)):
                     rows.append(MatrixInfo(f"{name}[{GATES[k]}]", tuple(chunk.shape), chunk.numel(), float(chunk.norm()), not initial))
     return rows
-
-
-_MOVED_TO_LOAD = ("DEFAULT_NAME", "DEFAULT_FILE", "NO_DEFAULT", "default_model_path", "resolve_model_path", "is_pickle", "load_model")
-
-
-def __getattr__(name: str):
-    """Old import paths (`from folkrnn.checkpoint import load_model`) keep working; the
-    names live in `folkrnn.load` (imported on first use, so no import cycle)."""
-    if name in _MOVED_TO_LOAD:
-        import folkrnn.load
-
-        return getattr(folkrnn.load, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

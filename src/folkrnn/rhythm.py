@@ -11,7 +11,7 @@ and bars; it never fails on a badly formed tune. `layout(scan)` splits the bars 
 sections and gives every bar its verdict. `label_tokens(tokens)` puts both together:
 one `TokenLabel` per token.
 
-Token semantics are those of `folkrnn.tokens` (SPEC §1): durations in eighth notes
+Token semantics are those of `folkrnn.tokens` (docs/tokens.md): durations in eighth notes
 (exact: integer ticks, `TICKS` per eighth, `Fraction`s at the public boundary); a
 bare note lasts 1; a duration token after a note sets its length; `a > b` is 3/2 +
 1/2 of the written lengths, and `2>` carries the preceding note's length; `(p`
@@ -61,42 +61,45 @@ TICKS = 362880
 
 REPEAT_START, REPEAT_END, ENDING_1, ENDING_2 = "|:", ":|", "|1", "|2"
 
-# Token codes of the scanner's table.
-_PITCH, _REST, _DUR, _BROKEN, _TUPLET, _CHORD_START, _CHORD_END, _BAR, _METER, _KEY, _SKIP = range(11)
+# Token codes of the scanner's table: the first item of a `token_entry` (public because
+# the sampler's bar guard reads tokens with the same table).
+(ENTRY_PITCH, ENTRY_REST, ENTRY_DUR, ENTRY_BROKEN, ENTRY_TUPLET, ENTRY_CHORD_START, ENTRY_CHORD_END, ENTRY_BAR,
+ ENTRY_METER, ENTRY_KEY, ENTRY_SKIP) = range(11)
 # What the previous token was, for attaching durations and broken rhythms.
 _P_NOTE, _P_CHORD_FIRST, _P_CHORD_OTHER, _P_CHORD_END, _P_DUR, _P_OTHER = range(6)
 
 
 @lru_cache(maxsize=None)
-def _entry(token: str) -> tuple:
-    """The scanner's precomputed reading of one token."""
+def token_entry(token: str) -> tuple:
+    """The scanner's precomputed reading of one token: `(ENTRY_* code, *what the scan needs)`,
+    e.g. `(ENTRY_DUR, ticks)` or `(ENTRY_METER, ticks a bar)`."""
     k = T.kind(token)
     if k == "pitch":
         p = T.parse_pitch(token)
         by_acc = {acc: p.midi(acc) for acc in ("", "^", "^^", "=", "_", "__")}
-        return (_PITCH, (p.letter, p.octave), p.accidental, p.midi(), by_acc, p.letter)
+        return (ENTRY_PITCH, (p.letter, p.octave), p.accidental, p.midi(), by_acc, p.letter)
     if k == "rest":
-        return (_REST,)
+        return (ENTRY_REST,)
     if k == "duration":
-        return (_DUR, _ticks(T.duration(token)))
+        return (ENTRY_DUR, _ticks(T.duration(token)))
     if k == "broken":
         digits = token[:-1]
         d = _ticks(T.duration(token)) if digits else None
         this, nxt = ((3, 2), (1, 2)) if T.broken_direction(token) == ">" else ((1, 2), (3, 2))
-        return (_BROKEN, d, this, nxt)
+        return (ENTRY_BROKEN, d, this, nxt)
     if k == "tuplet":
-        return (_TUPLET, T.tuplet_size(token))
+        return (ENTRY_TUPLET, T.tuplet_size(token))
     if k == "chord_start":
-        return (_CHORD_START,)
+        return (ENTRY_CHORD_START,)
     if k == "chord_end":
-        return (_CHORD_END,)
+        return (ENTRY_CHORD_END,)
     if k == "bar":
-        return (_BAR,)
+        return (ENTRY_BAR,)
     if k == "meter":
-        return (_METER, _ticks(T.meter_length(token)))
+        return (ENTRY_METER, _ticks(T.meter_length(token)))
     if k == "key":
-        return (_KEY, T.KEY_SIGNATURES.get(token, {}))
-    return (_SKIP,)
+        return (ENTRY_KEY, T.KEY_SIGNATURES.get(token, {}))
+    return (ENTRY_SKIP,)
 
 
 def _ticks(d: Fraction):
@@ -114,12 +117,13 @@ def ticks_to_eighths(t) -> Fraction:
 
 
 @lru_cache(maxsize=64)
-def _tuplet(p: int, meter: str) -> tuple[int, int]:
+def tuplet_ints(p: int, meter: str) -> tuple[int, int]:
+    """`tokens.tuplet_ratio(p, meter)` as (numerator, denominator), cached for the scan's inner loop."""
     r = T.tuplet_ratio(p, meter)
     return r.numerator, r.denominator
 
 
-def _scaled(base, mul_n: int, mul_d: int):
+def scale_ticks(base, mul_n: int, mul_d: int):
     """base * mul_n / mul_d, kept an int when it divides (the common case, and fast)."""
     d = base * mul_n
     return Fraction(d, mul_d) if d % mul_d else d // mul_d
@@ -221,11 +225,11 @@ def scan(tokens) -> Scan:
     sig: dict = {}
     head = 0
     while head < len(tokens) and head < 2:
-        e = _entry(tokens[head])
-        if e[0] == _METER and not s.meter:
+        e = token_entry(tokens[head])
+        if e[0] == ENTRY_METER and not s.meter:
             meter = s.meter = tokens[head]
             expected = e[1]
-        elif e[0] == _KEY and not s.key:
+        elif e[0] == ENTRY_KEY and not s.key:
             s.key = tokens[head]
             sig = e[1]
         else:
@@ -249,12 +253,12 @@ def scan(tokens) -> Scan:
     chord_undo = (0, None)
     bar_total = 0
     bar_first = 0
-    entry = _entry
+    entry = token_entry
     for i in range(head, len(tokens)):
         e = entry(tokens[i])
         code = e[0]
         ev_here = -1
-        if code == _PITCH:
+        if code == ENTRY_PITCH:
             if e[2]:
                 bar_acc[e[1]] = e[2]
                 midi = e[3]
@@ -284,15 +288,15 @@ def scan(tokens) -> Scan:
                 continue
             pitches.append(midi)
             pitch_ev.append(len(ev_pitch))
-            code = _REST  # from here on a note starts an event like a rest
+            code = ENTRY_REST  # from here on a note starts an event like a rest
         else:
             midi = -1
-        if code == _REST:
+        if code == ENTRY_REST:
             if in_chord:  # a rest in a chord: nonsense, skip
                 stray += 1
             else:
                 if open_ev:
-                    d = _scaled(base, mul_n, mul_d)
+                    d = scale_ticks(base, mul_n, mul_d)
                     ev_dur.append(d)
                     bar_total += d
                 open_ev = True
@@ -303,12 +307,12 @@ def scan(tokens) -> Scan:
                 pend = None
                 prev = _P_NOTE
                 ev_here = len(ev_pitch) - 1
-        elif code == _CHORD_START:
+        elif code == ENTRY_CHORD_START:
             if in_chord:  # `[` inside a chord: skip
                 stray += 1
             else:
                 if open_ev:
-                    d = _scaled(base, mul_n, mul_d)
+                    d = scale_ticks(base, mul_n, mul_d)
                     ev_dur.append(d)
                     bar_total += d
                     open_ev = False
@@ -320,7 +324,7 @@ def scan(tokens) -> Scan:
                 pend = None
                 chord_mul = (cn, cd)
                 prev = _P_OTHER
-        elif code == _DUR:
+        elif code == ENTRY_DUR:
             if prev == _P_NOTE or prev == _P_CHORD_FIRST:
                 base = e[1]
                 prev = _P_DUR
@@ -335,7 +339,7 @@ def scan(tokens) -> Scan:
             else:
                 stray += 1
                 prev = _P_OTHER
-        elif code == _BROKEN:
+        elif code == ENTRY_BROKEN:
             if open_ev and not in_chord and prev in (_P_NOTE, _P_CHORD_END, _P_DUR):
                 if e[1] is not None:
                     if prev == _P_CHORD_END:
@@ -350,7 +354,7 @@ def scan(tokens) -> Scan:
             else:
                 stray += 1
             prev = _P_OTHER
-        elif code == _CHORD_END:
+        elif code == ENTRY_CHORD_END:
             if in_chord and chord_open_ev:
                 in_chord = False
                 prev = _P_CHORD_END
@@ -362,13 +366,13 @@ def scan(tokens) -> Scan:
                     stray += 1
                 stray += 1
                 prev = _P_OTHER
-        elif code == _TUPLET:
+        elif code == ENTRY_TUPLET:
             tup_left = e[1]
-            tq, tp = _tuplet(e[1], meter)
+            tq, tp = tuplet_ints(e[1], meter)
             prev = _P_OTHER
-        elif code == _BAR:
+        elif code == ENTRY_BAR:
             if open_ev:
-                d = _scaled(base, mul_n, mul_d)
+                d = scale_ticks(base, mul_n, mul_d)
                 ev_dur.append(d)
                 bar_total += d
                 open_ev = False
@@ -392,11 +396,11 @@ def scan(tokens) -> Scan:
             bar_acc.clear()
             prev = _P_OTHER
             continue
-        elif code == _METER:
+        elif code == ENTRY_METER:
             expected = e[1]
             meter = tokens[i]
             prev = _P_OTHER
-        elif code == _KEY:
+        elif code == ENTRY_KEY:
             sig = e[1]
             bar_acc.clear()
             prev = _P_OTHER
@@ -408,7 +412,7 @@ def scan(tokens) -> Scan:
     if in_chord and not chord_open_ev:
         stray += 1
     if open_ev:
-        d = _scaled(base, mul_n, mul_d)
+        d = scale_ticks(base, mul_n, mul_d)
         ev_dur.append(d)
         bar_total += d
     n = len(ev_pitch)

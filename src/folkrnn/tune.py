@@ -239,12 +239,12 @@ def musicxml_score(tokens: Sequence[str], key: str = "C", title: str | None = No
     from music21 import tempo as m21tempo
     from music21.stream import makeNotation
 
-    from folkrnn.abc.writer import repair_for_writing
+    from folkrnn.abc.writer import make_writable
     from folkrnn.midi import beat_eighths
     from folkrnn.rhythm import scan, ticks_to_eighths
     from folkrnn.tokens import iter_sounding, kind, parse_pitch
 
-    kept, _ = repair_for_writing(tokens)  # the tokens the ABC says
+    kept, _ = make_writable(tokens)  # the tokens the ABC says
     s = scan(kept)
     if s.key not in _MODES or not s.meter:
         raise FolkRNNError("cannot write MusicXML: the tune does not open with a v2 meter and key")
@@ -488,7 +488,7 @@ def generate_tunes(n: int = 1, *, model="default", seed: int | None = None, temp
     import secrets
 
     from folkrnn.abc.keys import parse_key
-    from folkrnn.generated import Settings, abc_or_error, tune_abc, with_meter_and_key
+    from folkrnn.sample.output import Settings, abc_or_error, tune_abc, with_meter_and_key
     from folkrnn.load import load_model
     from folkrnn.sample import MAX_LENGTH, SampleConfig, compile_prime, make_prime, sample
 

@@ -6,11 +6,11 @@ they are written as they are; for another tonic every note is moved diatonically
 same rule the reader uses, so reading the result back gives the tokens again.
 
 What a model samples is not always ABC: an unclosed `[`, a stray `]`, a length
-after a bar line, a trailing `(3`, a `|2` with no `|1`. `repair_for_writing`
+after a bar line, a trailing `(3`, a `|2` with no `|1`. `make_writable`
 mends or drops each such thing and says what it did; `tokens_to_abc` calls it
 and writes its notes as `%` lines, so that abc2midi, abcm2ps, abcjs, music21 and
 our own reader all accept the result (bench/abc_acceptance.py measures this on
-generated tunes). With `repair=False` the writer refuses, naming the token.
+generated tunes). With `mend=False` the writer refuses, naming the token.
 
 Notes are grouped by beat, as musicians write them, so that renderers beam by
 beat: 6/8, 9/8 and 12/8 in dotted quarters (3 eighths); 4/4 in half bars (4
@@ -54,7 +54,7 @@ from folkrnn.tokens import BARS, METERS, duration, iter_sounding, kind, meter_le
 from folkrnn.tokens import length_token as _length_token
 from folkrnn.vocab import BOS, EOS, Vocabulary
 
-__all__ = ["beat_length", "drawable", "fold_chord_lengths", "repair_for_writing", "tokens_to_abc"]
+__all__ = ["beat_length", "drawable", "fold_chord_lengths", "make_writable", "tokens_to_abc"]
 
 _MODE_SUFFIX = {"K:Cmaj": "maj", "K:Cmin": "min", "K:Cdor": "dor", "K:Cmix": "mix"}
 BARS_PER_LINE = 4
@@ -122,9 +122,9 @@ def fold_chord_lengths(inner: Sequence[Fraction | None], outer: Fraction) -> lis
     return out
 
 
-# -- repair ------------------------------------------------------------------------
+# -- mending -----------------------------------------------------------------------
 class _Fixes:
-    """Collects what a repair did; in strict mode the first problem raises instead."""
+    """Collects what mending did; in strict mode the first problem raises instead."""
 
     def __init__(self, strict: bool):
         self.strict = strict
@@ -132,13 +132,13 @@ class _Fixes:
 
     def __call__(self, action: str, problem: str, where: str = "") -> None:
         """`problem` is what was found ("a length that follows no note"), `action` what
-        the repair did about it ("dropped")."""
+        mending did about it ("dropped")."""
         if self.strict:
             raise FolkRNNError(f"{where + ': ' if where else ''}{problem}")
         self.done[action, problem] += 1
 
     def notes(self) -> list[str]:
-        """One line per kind of repair: 'repaired for ABC: dropped a ... (x3)'."""
+        """One line per kind of fix: 'repaired for ABC: dropped a ... (x3)'."""
         return [f"repaired for ABC: {action} {problem}{f' (x{n})' if n > 1 else ''}"
                 for (action, problem), n in self.done.items()]
 
@@ -540,7 +540,7 @@ def _bars(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, str]]:
     return out
 
 
-def _repair(tokens: Sequence[str], strict: bool) -> tuple[list[str], list[str]]:
+def _make_writable(tokens: Sequence[str], strict: bool) -> tuple[list[str], list[str]]:
     fix = _Fixes(strict)
     toks = list(tokens)
     if toks and toks[0] == BOS:
@@ -558,7 +558,7 @@ def _repair(tokens: Sequence[str], strict: bool) -> tuple[list[str], list[str]]:
 
 
 def _tokens_of(written: list[str]) -> list[str]:
-    """The v2 tokens of a repaired sequence (its `||` spellings are `|`)."""
+    """The v2 tokens of a mended sequence (its `||` spellings are `|`)."""
     return ["|" if t == _SECTION else t for t in written]
 
 
@@ -603,7 +603,7 @@ def _fold_chords(body: list[tuple[int, str]], fix: _Fixes) -> list[tuple[int, st
     return out
 
 
-def repair_for_writing(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
+def make_writable(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     """Any token sequence (a model's, `<s>`/`</s>` allowed) -> (tokens ABC can say, notes).
 
     The tokens start with one meter and one key token (the last of each before the
@@ -613,19 +613,19 @@ def repair_for_writing(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     for chord lengths written the portable way (`fold_chord_lengths`). A tune with no
     note left is still returned (notes say so); no ABC reader takes it as a tune.
 
-    >>> toks, notes = repair_for_writing("M:4/4 K:Cmaj | 2 A > B K:Cmin c ] |".split())
+    >>> toks, notes = make_writable("M:4/4 K:Cmaj | 2 A > B K:Cmin c ] |".split())
     >>> toks
     ['M:4/4', 'K:Cmaj', '|', 'A', '>', 'B', 'c', '|']
     >>> print(*notes, sep="\\n")
     repaired for ABC: dropped a meter or key token inside the music (v2 has no changes)
     repaired for ABC: dropped a ']' with no '['
     repaired for ABC: dropped a length that follows no note
-    >>> repair_for_writing("M:6/8 K:Cmaj A 2> B | c (3 d e".split())[0]
+    >>> make_writable("M:6/8 K:Cmaj A 2> B | c (3 d e".split())[0]
     ['M:6/8', 'K:Cmaj', 'A', '3', 'B', '/2', '|', 'c', 'd', 'e']
-    >>> repair_for_writing("M:2/4 K:Cdor |1 A B :| |2 c d | |2 e f |".split())[0]
+    >>> make_writable("M:2/4 K:Cdor |1 A B :| |2 c d | |2 e f |".split())[0]
     ['M:2/4', 'K:Cdor', '|1', 'A', 'B', ':|', '|2', 'c', 'd', '|', '|', 'e', 'f', '|']
     """
-    toks, notes = _repair(tokens, strict=False)
+    toks, notes = _make_writable(tokens, strict=False)
     return _tokens_of(toks), notes
 
 
@@ -647,20 +647,20 @@ def tokens_to_abc(
     x: int = 1,
     title: str | None = None,
     comments: Sequence[str] = (),
-    repair: bool = True,
+    mend: bool = True,
 ) -> str:
     """One tune of standard ABC from v2 tokens (`<s>`/`</s>` allowed).
 
     `key` is the tonic to write in ("C", "D", "F#", "Bb"...): `K:Cdor` with key="D"
     becomes `K:Ddor` with every note moved up a tone. `comments` become `%` lines.
-    `repair`: mend what ABC cannot say (`repair_for_writing`) and add its notes to
+    `mend`: mend what ABC cannot say (`make_writable`) and add its notes to
     the comments; with False, FolkRNNError names the first such token instead.
     The text ends with a newline.
     """
-    if repair:
-        toks, notes = _repair(tokens, strict=False)
+    if mend:
+        toks, notes = _make_writable(tokens, strict=False)
     else:
-        toks, notes = _repair(_strip_specials(tokens), strict=True)
+        toks, notes = _make_writable(_strip_specials(tokens), strict=True)
     written = toks[2:]
     body = _tokens_of(written)
     tonic = parse_key(key)
@@ -694,7 +694,7 @@ def _tonic_c() -> Tonic:
 def _event_onsets(body: Sequence[str], meter: str) -> list[Fraction | None]:
     """The onset in eighths from the tune's start of each token that starts an event (a
     note or rest outside a chord, a `[`, a tuplet marker) or is a bar; None elsewhere.
-    The body is well-formed (repaired); a chord lasts as long as its first note."""
+    The body is well-formed (mended); a chord lasts as long as its first note."""
     onsets: list[Fraction | None] = [None] * len(body)
     t = Fraction(0)
     length = Fraction(0)  # of the current event, so far

@@ -35,9 +35,9 @@ def run(args) -> int:
     from folkrnn.datafile import write_tunes
     from folkrnn.errors import FolkRNNError
     from folkrnn.evaluate import evaluate_tunes, format_table
-    from folkrnn.generated import Settings, abc_or_error, with_meter_and_key
+    from folkrnn.sample.output import Settings, abc_or_error, with_meter_and_key
     from folkrnn.midi import write_midi
-    from folkrnn.abc.writer import repair_for_writing
+    from folkrnn.abc.writer import make_writable
     from folkrnn.sample import SampleConfig, make_prime, sample
 
     parse_key(args.key)
@@ -63,7 +63,7 @@ def run(args) -> int:
             abc = f"% tune {t.index + 1} is not a well-formed transcription ({err}):\n% {' '.join(t.tokens)}\n"
         else:
             try:
-                write_midi(out / f"tune{t.index + 1:02d}.mid", repair_for_writing(t.tokens)[0])
+                write_midi(out / f"tune{t.index + 1:02d}.mid", make_writable(t.tokens)[0])
                 midis += 1
             except FolkRNNError as e:
                 abc += f"% no MIDI: {e}\n"

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run_explain(args) -> int:
-    from folkrnn.interp.registry import registered
+    from folkrnn.interp.runner import registered
 
     if args.list:
         for a in registered():

@@ -1,7 +1,7 @@
 """`folkrnn generate`: options, checks, and streaming the tunes out.
 
 Sampling is folkrnn.sample's; how a tune is written (annotated ABC, JSON) is
-folkrnn.generated's; MIDI and audio are folkrnn.midi's.
+folkrnn.sample.output's; MIDI and audio are folkrnn.midi's.
 
 Output to a file survives Ctrl-C (see folkrnn.files.StreamedFile): every finished tune
 is kept, never half a tune, and an existing file is never replaced by a shorter,
@@ -195,6 +195,56 @@ def _is_c(key: str) -> bool:
     return tonic.letter == "C" and tonic.semitone == 0
 
 
+class _Ranks:
+    """`torchrun --nproc_per_node=N -m folkrnn generate ...`: each rank samples one block of
+    the tune indices (tune i is a function of the seed and i alone, so the tunes are those
+    of a one-process run), rank 0 gathers them (gloo) and writes the one output in order."""
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+        self.dist = dist
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    def same_seed(self, seed: int) -> int:
+        """Rank 0's seed for every rank (each drew its own when --seed was left out)."""
+        box = [seed]
+        self.dist.broadcast_object_list(box, src=0)
+        return int(box[0])
+
+    def sample(self, ckpt, cfg, progress: bool, hooks):
+        """Rank 0: every tune, in order; other ranks: None (after sending theirs)."""
+        from dataclasses import replace
+
+        from folkrnn.sample import sample
+
+        n = cfg.num_tunes
+        lo, hi = self.rank * n // self.world, (self.rank + 1) * n // self.world
+        mine = []
+        if hi > lo:
+            part = replace(cfg, first=cfg.first + lo, num_tunes=hi - lo)
+            mine = list(sample(ckpt.model, ckpt.vocab, part, progress=progress and self.rank == 0, hooks=hooks))
+        gathered = [None] * self.world if self.rank == 0 else None
+        self.dist.gather_object(mine, gathered, dst=0)
+        self.dist.destroy_process_group()
+        if self.rank != 0:
+            return None
+        return iter([t for block in gathered for t in block])
+
+
+def _ranks(beam: int) -> _Ranks | None:
+    """The ranks of a torchrun launch (WORLD_SIZE > 1), else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if beam:
+        raise FolkRNNError("conflicting options: beam search is one search; run it in one process, not under torchrun")
+    return _Ranks()
+
+
 def _intervention_hooks(model, ablate: list[str], clamp: list[str]) -> list:
     """--ablate / --clamp specs -> hooks for sampling (checked against the model first)."""
     from folkrnn.interp import interventions as iv
@@ -213,7 +263,7 @@ def _intervention_hooks(model, ablate: list[str], clamp: list[str]) -> list:
 
 def run_generate(args) -> int:
     from folkrnn.abc.keys import parse_key
-    from folkrnn.generated import Settings, tune_abc, tune_json, with_meter_and_key
+    from folkrnn.sample.output import Settings, tune_abc, tune_json, with_meter_and_key
     from folkrnn.sample import SampleConfig, abc_prime, compile_prime, make_prime, sample
     from folkrnn.sample.types import shape_of
 
@@ -249,6 +299,9 @@ def run_generate(args) -> int:
     ckpt = load(args.model)
     prime = with_meter_and_key(prime, ckpt.vocab)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    ranks = _ranks(beam)
+    if ranks is not None:
+        seed = ranks.same_seed(seed)
     cfg = SampleConfig(
         num_tunes=args.num_tunes, temperature=args.temperature, seed=seed, top_k=args.top_k, top_p=args.top_p,
         prime=prime, max_length=args.max_length, batch_size=args.batch_size,
@@ -263,7 +316,12 @@ def run_generate(args) -> int:
         interventions=" ".join([f"--ablate {a}" for a in args.ablate] + [f"--clamp {c}" for c in args.clamp]),
     )
     hooks = _intervention_hooks(ckpt.model, args.ablate, args.clamp)
-    tunes = sample(ckpt.model, ckpt.vocab, cfg, progress=not args.no_progress, hooks=hooks or None)
+    if ranks is not None:
+        tunes = ranks.sample(ckpt, cfg, progress=not args.no_progress, hooks=hooks or None)
+        if tunes is None:  # not rank 0: its tunes went to rank 0, which writes them all
+            return 0
+    else:
+        tunes = sample(ckpt.model, ckpt.vocab, cfg, progress=not args.no_progress, hooks=hooks or None)
     if args.format in ("midi", "wav", "musicxml", "svg"):
         return _write_tune_files(args, tunes, settings)
     if args.format == "pdf":
@@ -328,7 +386,7 @@ def _tune_file(args, tune, settings, path: Path) -> list[Path]:
     the files written. FolkRNNError when this tune cannot be written so."""
     from folkrnn import tune as T
     from folkrnn.files import atomic_write
-    from folkrnn.generated import abc_or_error
+    from folkrnn.sample.output import abc_or_error
     from folkrnn.midi import key_shift, render_wav, write_midi
 
     x = settings.first_x + tune.index
@@ -402,7 +460,7 @@ def _write_tune_files(args, tunes, settings) -> int:
 def _write_pdf(args, tunes, settings) -> int:
     """-f pdf: every tune in one printed score (abcm2ps, ps2pdf), written when all are done."""
     from folkrnn.files import atomic_write
-    from folkrnn.generated import abc_or_error
+    from folkrnn.sample.output import abc_or_error
     from folkrnn.tune import pdf
 
     abcs, skipped = [], []

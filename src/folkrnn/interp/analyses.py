@@ -104,10 +104,23 @@ def softmax(ctx: Context, bar) -> Result:
     differs = _differs(d["effective_rank"], c["effective_rank_mean"], d["effective_rank_z"])
     verdict = ("more concentrated than" if d["effective_rank"] < c["effective_rank_mean"] else "flatter than") if differs \
         else "indistinguishable from"
-    sent = [f"The softmax matrix ({d['shape'][0]} tokens x {d['shape'][1]} units) has effective rank "
+    w1, w1r = d["w1"], d["w1_uncentered"]
+    wc = w1["control"]
+    sent = [f"Adding the same number to every logit changes no probability, so the part of the softmax matrix along the "
+            f"all-ones logit direction (its mean over tokens) is removed before everything below: it held "
+            f"{d['all_ones_share']:.0%} of the matrix's energy. In the raw matrix, direction 1 (singular value "
+            f"{w1r['singular_value']:.2f}) has {w1r['u1_majority_sign_share']:.0%} of its token loadings of one sign; "
+            f"after centring, {d['u1_majority_sign_share']:.0%}."]
+    sent.append(f"The centred matrix's first right singular vector w1 (the layer-3 state that writes direction 1): "
+                f"{w1['band_share']:.0%} of its {d['shape'][1]} entries have magnitude {w1['band'][0]}-{w1['band'][1]} "
+                f"(Sturm's part 3 band; spectrum-matched random matrices, 95% range "
+                f"{wc['band_share_95'][0]:.0%}-{wc['band_share_95'][1]:.0%} over {wc['draws']} draws), excess kurtosis "
+                f"{w1['kurtosis']:+.2f} ({wc['kurtosis_95'][0]:+.2f} to {wc['kurtosis_95'][1]:+.2f}); uncentred, "
+                f"{w1r['band_share']:.0%} in the band and kurtosis {w1r['kurtosis']:+.2f}.")
+    sent.append(f"The centred softmax matrix ({d['shape'][0]} tokens x {d['shape'][1]} units) has effective rank "
             f"{d['effective_rank']:.1f} against {c['effective_rank_mean']:.1f} ± {c['effective_rank_sd']:.2g} for its entries "
             f"shuffled: its spectrum is {verdict} that of the same numbers in random positions. Its top 10% of directions hold "
-            f"{d['top10_energy']:.0%} of its energy ({c['top10_energy_mean']:.0%} shuffled)."]
+            f"{d['top10_energy']:.0%} of its energy ({c['top10_energy_mean']:.0%} shuffled).")
     for v in d["vectors"][:3]:
         kinds_pos = Counter(weights.kind_group(t["token"]) for t in v["positive"]).most_common(1)[0]
         kinds_neg = Counter(weights.kind_group(t["token"]) for t in v["negative"]).most_common(1)[0]
@@ -115,7 +128,8 @@ def softmax(ctx: Context, bar) -> Result:
                     f"{_toks(v['positive'], with_counts)} ({kinds_pos[1]} of {len(v['positive'])} {kinds_pos[0]}) and at the "
                     f"other {_toks(v['negative'], with_counts)} ({kinds_neg[1]} of {len(v['negative'])} {kinds_neg[0]}).")
     bar.update(1)
-    fig = Figure("Singular values of the softmax matrix", figures.spectrum(d, "Softmax matrix V"),
+    fig = Figure("Singular values of the softmax matrix (all-ones direction removed)",
+                 figures.spectrum(d, "Softmax matrix V, centred over tokens"),
                  f"Grey: the same entries shuffled (mean of {c['draws']} draws). A singular vector's sign is arbitrary.")
     sv = d.pop("singular_values")
     return Result(findings={"softmax_singular_values": sv, "softmax_spectrum": d}, sentences=sent, figures=[fig])
@@ -160,20 +174,27 @@ def softmax_columns(ctx: Context, bar) -> Result:
     H = len(corr["r"])
     sent = [f"Each layer-3 unit writes a column of the softmax matrix, one weight per token. Correlated over tokens with the "
             f"output bias, these columns have mean |r| = {corr['mean_abs_r']:.2f} and max |r| = {corr['max_abs_r']:.2f}; "
-            f"Gaussian columns of the same shape give mean |r| = {cc['mean_abs_r']:.2f}, and {corr['units_beyond_control']} of "
-            f"{H} units exceed their 99th percentile ({cc['abs_r_99']:.2f}; {0.01 * H:.1f} expected by chance)."]
+            f"the columns of spectrum-matched random matrices (random orthogonal U and V with the centred matrix's "
+            f"singular values, {cc['draws']} draws) give mean |r| = {cc['mean_abs_r']:.2f}, and "
+            f"{corr['units_beyond_control']} of {H} units exceed their 99th percentile ({cc['abs_r_99']:.2f}; "
+            f"{0.01 * H:.1f} expected by chance)."]
     dc = dup["control"]
-    sent.append(f"Of the {dup['pairs']:,} pairs of units, {dup['duplicates']} have near-duplicate softmax columns (cosine > "
-                f"{dup['threshold']}) and {dup['sign_flipped']} sign-flipped ones (cosine < -{dup['threshold']}); a Gaussian "
-                f"matrix of the same shape has {dc['duplicates_mean']:.1f} and {dc['sign_flipped_mean']:.1f} "
-                f"(cosines range from {dup['min_cosine']:.2f} to {dup['max_cosine']:.2f} in the model).")
+    rc = dup["raw_cosine"]
+    sent.append(f"Of the {dup['pairs']:,} pairs of units, {dup['duplicates']} have near-duplicate softmax columns (Pearson r "
+                f"over tokens > {dup['threshold']}, i.e. the cosine once the all-ones direction is removed) and "
+                f"{dup['sign_flipped']} sign-flipped ones (r < -{dup['threshold']}); spectrum-matched random matrices have "
+                f"{dc['duplicates_mean']:.1f} (95% range {dc['duplicates_95'][0]:.0f}-{dc['duplicates_95'][1]:.0f}) and "
+                f"{dc['sign_flipped_mean']:.1f} ({dc['sign_flipped_95'][0]:.0f}-{dc['sign_flipped_95'][1]:.0f}) over "
+                f"{dc['draws']} draws (r ranges from {dup['min_cosine']:.2f} to {dup['max_cosine']:.2f} in the model). By the "
+                f"raw cosine, which counts the shared offset on every token as likeness, there would be {rc['duplicates']} "
+                f"and {rc['sign_flipped']}.")
     if dup["duplicates"] + dup["sign_flipped"]:
         top = ", ".join(f"{p['units'][0]}/{p['units'][1]} ({p['cosine']:+.2f})" for p in dup["top_pairs"][:5])
         sent.append(f"The most alike pairs (layer-3 units, 0-based): {top}.")
     fig = Figure("Correlation of each unit's softmax column with the bias",
                  figures.histogram_vs_control(corr["r"], cc["abs_r_99"], "Pearson r over tokens", "Units vs the output bias",
-                                              "99% of Gaussian columns inside"),
-                 f"Control: Gaussian columns of the same shape and variance ({cc['draws']} draws).")
+                                              "99% of spectrum-matched columns inside"),
+                 f"Control: columns of spectrum-matched random matrices ({cc['draws']} draws).")
     return Result(findings={"unit_bias_correlation": corr, "softmax_column_pairs": dup}, sentences=sent, figures=[fig])
 
 
@@ -302,4 +323,6 @@ def enharmonics(ctx: Context, bar) -> Result:
                         if wc["unseen"] > wc["seen"] + 0.1 else
                         f"Softmax rows of the {len(d['unseen_pitch_tokens'])} unseen pitch tokens have mean cosine "
                         f"{wc['unseen']:+.2f} with each other ({wc['seen']:+.2f} among seen ones).")
-    return Result(findings=d, sentences=sent, figures=[fig], tables=[table], answers={"q4": answer} if answer else {})
+    closer = [v.startswith("closer") for v in verdicts] if answer else []
+    return Result(findings=d, sentences=sent, figures=[fig], tables=[table], answers={"q4": answer} if answer else {},
+                  verdicts={"q4": "yes" if any(closer) else "no"} if answer else {})

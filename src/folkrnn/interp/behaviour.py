@@ -20,10 +20,14 @@ from folkrnn.interp import ablation, activity, probes
 from folkrnn.interp.figures import CONTROL, png
 from folkrnn.interp.registry import Context, Figure, Result, Table, register
 
-# A probe "reads" a label when it beats the token baseline by SEL_CUT and a random
-# network of the same shape by RAND_CUT (accuracy, absolute).
+# A probe "reads" a label when it beats the token baseline by SEL_CUT, the random network
+# (the trained weights permuted) by RAND_CUT, and its own control task (Hewitt & Liang) by
+# CTRL_CUT (accuracy, absolute), each difference's bootstrap interval over held-out tunes
+# (at LEVEL) excluding 0.
 SEL_CUT = 0.02
 RAND_CUT = 0.03
+CTRL_CUT = 0.02
+LEVEL = 0.99
 # An ablation "matters" when it moves a metric by more than ABL_CUT (absolute share) and
 # by more than 2 pooled SDs beyond both random controls.
 ABL_CUT = 0.05
@@ -45,25 +49,21 @@ def _pct(x: float) -> str:
 
 # -- shared: probe sets with the random-network control ---------------------------------------
 def _random_states(ctx: Context, data: activity.CorpusData) -> dict[str, np.ndarray]:
-    """h and c of a freshly initialised network of the same shape on the same tunes."""
-    if "random_states" in ctx.extra:
-        return ctx.extra["random_states"]
-    from folkrnn.model import FolkRNN
+    """h and c of the random-network control on the same tunes (`activity.random_network_states`:
+    the trained weights permuted within each block)."""
+    return ctx.shared.random_states()
 
-    m = FolkRNN(ctx.model.config)
-    m.reset_parameters(torch.Generator().manual_seed(int(ctx.config.seed) + 7))
-    m.eval()
-    seqs = [[ctx.vocab.bos] + ctx.vocab.encode(t) for t in data.tunes]
-    names = [hook_name(p, layer=l) for l in _layers(ctx) for p in ("h", "c")]
-    with torch.no_grad():
-        cache = m.run_with_cache(seqs, names=names, dtype=torch.float16, batch_size=64)
-    out = {f"{p}{l}": cache.get(p, layer=l).numpy() for l in _layers(ctx) for p in ("h", "c")}
-    ctx.extra["random_states"] = out
-    return out
+
+RANDOM_NETWORK = "the trained weights permuted within each gate block (same values and scale, no arrangement)"
 
 
 def _probe_set(ctx: Context, data, labels: dict[str, np.ndarray], salt: int, bar=None) -> dict:
-    """{label: {"layers": [{layer, state, accuracy, shuffled, random_network}...], baseline, chance}}."""
+    """{label: {"layers": [{layer, state, accuracy, shuffled, random_network, control_task,
+    over_baseline, over_random, selectivity (each {difference, lo, hi})}...], baseline, chance}}.
+
+    Each state's probe is compared, on the same held-out rows, with the token baseline,
+    the same probe on the random network's state of the same layer, and the same probe on
+    its control task (`probes.control_task_labels`: a label fixed by the current token)."""
     rng = _rng(ctx, salt)
     test = probes.split_by_tune(data.tune, rng)
     base_x = probes.token_features(data.token, data.prev, ctx.model.config.vocab_size)
@@ -73,51 +73,83 @@ def _probe_set(ctx: Context, data, labels: dict[str, np.ndarray], salt: int, bar
         keep = y >= 0
         if (keep & test).sum() < 10 or (keep & ~test).sum() < 10 or len(np.unique(y[keep])) < 2:
             continue
+        ctl = probes.control_task_labels(y, data.token, rng)
         cap = activity.sizes(ctx).probe_train_tokens
         b = probes.probe(base_x, y, test, rng, keep_correct=True, max_train=cap)
         groups = data.tune[keep & test]
+
+        def interval(a, c):
+            return probes.paired_interval(a, c, groups, rng, level=LEVEL)
+
         rows = []
         for l in _layers(ctx):
             for s in ("h", "c"):
-                r = probes.probe(data.states[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True, max_train=cap)
-                rr = probes.probe(rand[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True, max_train=cap)
+                r = probes.probe(data.states[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True, max_train=cap,
+                                 control=ctl)
+                rr = probes.probe(rand[f"{s}{l}"].astype(np.float32), y, test, rng, keep_correct=True, max_train=cap,
+                                  control=ctl)
                 rows.append({"layer": l, "state": s, "accuracy": r["accuracy"], "shuffled": r["shuffled"],
-                             "random_network": rr["accuracy"], "selectivity": r["accuracy"] - b["accuracy"],
-                             "over_baseline_lo": probes.paired_lower_bound(r["correct"], b["correct"], groups, rng),
-                             "over_random_lo": probes.paired_lower_bound(r["correct"], rr["correct"], groups, rng)})
+                             "random_network": rr["accuracy"], "control_task": r["control_task"],
+                             "random_network_control_task": rr["control_task"],
+                             "over_baseline": interval(r["correct"], b["correct"]),
+                             "over_random": interval(r["correct"], rr["correct"]),
+                             "selectivity": interval(r["correct"], r["control_correct"]),
+                             "random_network_selectivity": rr["selectivity"]})
                 if bar is not None:
                     bar.update(1)
         out[name] = {"layers": rows, "baseline": b["accuracy"], "chance": b["chance"], "classes": b["classes"],
-                     "test_tokens": b["test_tokens"], "train_tokens": b["train_tokens"]}
+                     "control_chance": r["control_chance"], "test_tokens": b["test_tokens"],
+                     "train_tokens": b["train_tokens"], "interval_level": LEVEL, "random_network_kind": RANDOM_NETWORK}
     return out
 
 
+def _clears(r: dict) -> bool:
+    """One probe row beats all three controls: the token baseline, the random network and
+    its control task, each by its margin and with the interval of the difference above 0."""
+    return all(r[k]["difference"] > cut and r[k]["lo"] > 0
+               for k, cut in (("over_baseline", SEL_CUT), ("over_random", RAND_CUT), ("selectivity", CTRL_CUT)))
+
+
 def _reads(p: dict) -> list[dict]:
-    """The probe rows that read their label: beyond the token baseline and a random network,
-    by the margins set and with the 1% lower bound of the difference (tunes resampled) above 0."""
-    return [r for r in p["layers"] if r["accuracy"] - p["baseline"] > SEL_CUT and r["accuracy"] - r["random_network"] > RAND_CUT
-            and r["over_baseline_lo"] > 0 and r["over_random_lo"] > 0]
+    """The probe rows that read their label (`_clears`)."""
+    return [r for r in p["layers"] if _clears(r)]
+
+
+def _margin(r: dict) -> float:
+    """The smallest of a row's three differences (how far it clears the hardest control)."""
+    return min(r[k]["difference"] for k in ("over_baseline", "over_random", "selectivity"))
 
 
 def _best(p: dict) -> dict:
-    return max(p["layers"], key=lambda r: (r["accuracy"] - max(p["baseline"], r["random_network"]), r["accuracy"]))
+    return max(p["layers"], key=lambda r: (_margin(r), r["accuracy"]))
+
+
+def _iv(d: dict) -> str:
+    """A difference of accuracies with its interval, in points: `+12.3 [+10.1, +14.0]`."""
+    return f"{100 * d['difference']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
 
 
 def _probe_sentence(what: str, p: dict) -> str:
     best = _best(p)
     reads = _reads(p)
+    lv = f"{p['interval_level']:.0%}"
     s = (f"{what}: held-out accuracy from layer {best['layer']} {best['state']} {_pct(best['accuracy'])}, against "
          f"{_pct(p['baseline'])} for a probe reading only the current and previous token, {_pct(best['random_network'])} "
-         f"for the same probe on a random network of this shape, and {_pct(best['shuffled'])} when trained on shuffled "
-         f"labels (chance, the commonest class: {_pct(p['chance'])}; {p['classes']} classes, {p['test_tokens']:,} held-out "
-         f"tokens).")
+         f"for the same probe on a random network ({p['random_network_kind']}), {_pct(best['control_task'])} for the same "
+         f"probe on its control task (a label fixed by the current token, drawn from the real labels' distribution; "
+         f"chance {_pct(p['control_chance'])}), and {_pct(best['shuffled'])} when trained on shuffled labels (chance, the "
+         f"commonest class: {_pct(p['chance'])}; {p['classes']} classes, {p['test_tokens']:,} held-out tokens). "
+         f"Differences in points with {lv} intervals over resampled held-out tunes: over the token baseline "
+         f"{_iv(best['over_baseline'])}, over the random network {_iv(best['over_random'])}, selectivity (over the control "
+         f"task) {_iv(best['selectivity'])}.")
     if reads:
-        s += (f" {len(reads)} of {len(p['layers'])} layer states beat both the token baseline by {SEL_CUT:.0%} and the "
-              f"random network by {RAND_CUT:.0%}, with the 1% lower bound of each difference above 0 (held-out tunes "
-              f"resampled).")
+        s += (f" {len(reads)} of {len(p['layers'])} layer states beat all three controls (the token baseline by "
+              f"{SEL_CUT:.0%}, the random network by {RAND_CUT:.0%}, the control task by {CTRL_CUT:.0%}, each interval "
+              f"above 0).")
     else:
-        s += (" No layer state beats both the token baseline and the random network by the margins set "
-              f"({SEL_CUT:.0%} and {RAND_CUT:.0%}, each difference's 1% lower bound over resampled held-out tunes above 0).")
+        s += (" No layer state beats all three controls (the token baseline by "
+              f"{SEL_CUT:.0%}, the random network by {RAND_CUT:.0%}, the control task by {CTRL_CUT:.0%}, each {lv} "
+              f"interval above 0).")
     return s
 
 
@@ -126,12 +158,18 @@ def _probe_table(title: str, pset: dict) -> Table:
     for name, p in pset.items():
         for r in p["layers"]:
             rows.append((name, r["layer"], r["state"], _pct(r["accuracy"]), _pct(p["baseline"]), _pct(r["random_network"]),
-                         _pct(r["shuffled"]), _pct(p["chance"]), f"{r['selectivity']:+.3f}"))
-    return Table(title, ("label", "layer", "state", "accuracy", "token baseline", "random network", "shuffled labels",
-                         "chance", "selectivity"), tuple(rows),
+                         _pct(r["control_task"]), _pct(r["shuffled"]), _pct(p["chance"]), _iv(r["over_baseline"]),
+                         _iv(r["over_random"]), _iv(r["selectivity"]), "yes" if _clears(r) else "no"))
+    lv = f"{next(iter(pset.values()))['interval_level']:.0%}" if pset else ""
+    return Table(title, ("label", "layer", "state", "accuracy", "token baseline", "random network", "control task",
+                         "shuffled labels", "chance", "- baseline", "- random network", "selectivity", "reads"), tuple(rows),
                  "Ridge probes fitted on 75% of the tunes, scored on the other 25%. Token baseline: the one-hot of the "
-                 "current and previous token. Random network: a fresh initialisation of the same shape. Shuffled labels: "
-                 "the probe trained on permuted labels (it must sit at chance). Selectivity = accuracy - token baseline.")
+                 f"current and previous token. Random network: {RANDOM_NETWORK}, run on the same tunes. Control task "
+                 "(Hewitt & Liang): the same probe on the same state, on a label that depends only on the current token. "
+                 "Shuffled labels: the probe trained on permuted labels (it must sit at chance). Differences in points, "
+                 f"with {lv} bootstrap intervals over held-out tunes; selectivity = accuracy - control task. 'reads': all "
+                 f"three differences above their margins ({SEL_CUT:.0%}, {RAND_CUT:.0%}, {CTRL_CUT:.0%}) with intervals "
+                 "above 0.")
 
 
 def _probe_figure(title: str, pset: dict) -> bytes:
@@ -140,8 +178,9 @@ def _probe_figure(title: str, pset: dict) -> bytes:
         for ax, (name, p) in zip(axes, pset.items()):
             rows = p["layers"]
             x = np.arange(len(rows))
-            ax.bar(x - 0.2, [r["accuracy"] for r in rows], 0.4, label="model", color="#3b73b9")
-            ax.bar(x + 0.2, [r["random_network"] for r in rows], 0.4, label="random network", color=CONTROL)
+            ax.bar(x - 0.27, [r["accuracy"] for r in rows], 0.27, label="model", color="#3b73b9")
+            ax.bar(x, [r["random_network"] for r in rows], 0.27, label="random network", color=CONTROL)
+            ax.bar(x + 0.27, [r["control_task"] for r in rows], 0.27, label="control task", color="#e0b040")
             ax.axhline(p["baseline"], color="#d62728", lw=1, label="token baseline")
             ax.axhline(p["chance"], color="k", lw=1, ls=":", label="chance")
             ax.set_xticks(x, [f"{r['layer']}{r['state']}" for r in rows])
@@ -262,6 +301,9 @@ def bars(ctx: Context, bar) -> Result:
                                  "token_baseline": p["baseline"], "chance": p["chance"],
                                  "random_network_h": next(r["random_network"] for r in p["layers"]
                                                           if r["layer"] == l and r["state"] == "h"),
+                                 "control_task_h": next(r["control_task"] for r in p["layers"]
+                                                        if r["layer"] == l and r["state"] == "h"),
+                                 "reads": [r["state"] for r in p["layers"] if r["layer"] == l and _clears(r)],
                                  "shuffled_h": next(r["shuffled"] for r in p["layers"] if r["layer"] == l and r["state"] == "h")}
                           for name, p in pset.items()} for l in _layers(ctx)}
     sent = [_probe_sentence(f"Position in bar ({pset['position in bar']['classes']} commonest positions, tokens of right bars)",
@@ -302,8 +344,9 @@ def bars(ctx: Context, bar) -> Result:
                 "ablation_effects": effects, "ablation_baseline": abl[0]["metrics"]}
     ctx.extra["q1_parts"] = {"probes": pset, "matters": matters, "effects": effects, "base": base}
     figs = [Figure("Probes for bar position and bar lines", _probe_figure("bars", pset),
-                   "Blue: probe on the model's state; grey: the same probe on a random network of the same shape (control); "
-                   "red line: a probe reading only the current and previous token; dotted: chance."),
+                   "Blue: probe on the model's state; grey: the same probe on the random network (the trained weights "
+                   "permuted within each gate block); yellow: the same probe on its control task (a label fixed by the "
+                   "current token); red line: a probe reading only the current and previous token; dotted: chance."),
             Figure("Bars right under ablation", _ablation_figure(abl, "bars_right", "bars right"),
                    "Top units (ranked by position-in-bar variance beyond the current token) against random and "
                    "variance-matched random units of the same count; error bars: SD over seeds; line: unablated.")]
@@ -313,10 +356,14 @@ def bars(ctx: Context, bar) -> Result:
               Table("Ablations while sampling", ("layer", "k", "units", "replace", "bars right", "sd", "AABB",
                                                  "ends on tonic", "hit length cap"), rows,
                     f"Unablated: {_pct(base['mean'])} ± {_pct(base['sd'])} bars right.")]
-    return Result(findings=findings, sentences=sent, figures=figs, tables=tables, answers={"q1": _q1_answer(ctx)})
+    answer, found = _q1_answer(ctx)
+    return Result(findings=findings, sentences=sent, figures=figs, tables=tables, answers={"q1": answer},
+                  verdicts={"q1": "yes" if found else "no"})
 
 
-def _q1_answer(ctx: Context) -> str:
+def _q1_answer(ctx: Context) -> tuple[str, bool]:
+    """The Q1 answer and whether it is positive: a probe row clears all three controls
+    (`_clears`) or a top-unit ablation matters."""
     q = ctx.extra["q1_parts"]
     p = q["probes"]
     parts = []
@@ -327,25 +374,31 @@ def _q1_answer(ctx: Context) -> str:
         reads = _reads(p[name])
         if reads:
             found = True
-            b = max(reads, key=lambda r: r["accuracy"] - r["random_network"])
+            b = max(reads, key=_margin)
             parts.append(f"{name} can be read from layer {b['layer']} {b['state']} with {_pct(b['accuracy'])} accuracy on "
-                         f"held-out tunes, above a probe on the current and previous token ({_pct(p[name]['baseline'])}) "
-                         f"and the same probe on a random network ({_pct(b['random_network'])})")
+                         f"held-out tunes, above a probe on the current and previous token ({_pct(p[name]['baseline'])}), "
+                         f"the same probe on a random network with the trained weights permuted "
+                         f"({_pct(b['random_network'])}) and on its control task ({_pct(b['control_task'])}; selectivity "
+                         f"{_iv(b['selectivity'])} points, {p[name]['interval_level']:.0%} interval over tunes)")
     if q["matters"]:
-        found = True
+        # an ablation counts only beside a readable position: its statistics (a few seeds,
+        # 2 pooled SDs) let one of many conditions pass by chance in a random network
         e = max(q["matters"], key=lambda e: min(e["controls"]) - e["top"])
         how = "zeroing" if e["replace"] == "zero" else "replacing by their mean"
-        parts.append(f"{how} the top {e['k']} such units of layer {e['layer']} lowers bars right "
-                     f"from {_pct(e['baseline'])} to {_pct(e['top'])}, while as many random units leave "
-                     f"{' and '.join(_pct(c) for c in e['controls'])}")
+        parts.append(f"{how} the top {e['k']} {'such ' if found else 'position '}units of layer {e['layer']} lowers bars "
+                     f"right from {_pct(e['baseline'])} to {_pct(e['top'])}, while as many random units leave "
+                     f"{' and '.join(_pct(c) for c in e['controls'])}"
+                     + ("" if found else f" (1 of {len(q['effects'])} conditions over {len(q['base']['values'])} seeds: "
+                        "not evidence on its own)"))
     elif q["effects"]:
         parts.append(f"no ablation of top units lowered bars right (unablated {_pct(q['base']['mean'])}) by more than "
                      f"{ABL_CUT:.0%} beyond random units")
     if not found:
         return ("The report finds no structure for counting bars: no layer state tells position in bar or an upcoming bar "
-                "line better than the current and previous token and a random network do, and "
-                + (parts[-1] if parts else "no ablation ran") + ".")
-    return "Bar counting: " + "; ".join(parts) + "."
+                "line better than all of the current and previous token, a random network of the trained weights "
+                "permuted, and the probe's control task, and "
+                + (parts[-1] if parts else "no ablation ran") + "."), False
+    return "Bar counting: " + "; ".join(parts) + ".", True
 
 
 def _ablation_figure(rows: list[dict], metric: str, label: str) -> bytes:
@@ -720,7 +773,8 @@ def structure(ctx: Context, bar) -> Result:
                 f"units of each layer zeroed: "
                 + ", ".join(f"layer {a['layer']} {a['units']} {_pct(a['pattern_AABB'])}" for a in top_rows) + ".")
     figs = [Figure("Probes for section and bar within section", _probe_figure("structure", pset),
-                   "As for the bar probes: grey, a random network of the same shape; red line, the token baseline.")]
+                   "As for the bar probes: grey, the random network (trained weights permuted); yellow, the control "
+                   "task; red line, the token baseline.")]
     g_tune = next((k for k, t in enumerate(data.tunes) if data.n_bars()[k] >= 16), 0)
     from folkrnn.interp import gramian
 
@@ -745,9 +799,10 @@ def structure(ctx: Context, bar) -> Result:
                         f"bigram's advantage (p = {t['p']:.2g})")
         for n, rs in reads.items():
             if rs:
-                bst = max(rs, key=lambda r: r["accuracy"])
+                bst = max(rs, key=_margin)
                 bits.append(f"{n} is read from layer {bst['layer']} {bst['state']} with {_pct(bst['accuracy'])} accuracy "
-                            f"(token baseline {_pct(pset[n]['baseline'])}, random network {_pct(bst['random_network'])})")
+                            f"(token baseline {_pct(pset[n]['baseline'])}, random network {_pct(bst['random_network'])}, "
+                            f"control task {_pct(bst['control_task'])}; selectivity {_iv(bst['selectivity'])} points)")
         for l, c in cycling:
             bits.append(f"{len(c['above_controls'])} units of layer {l} follow an 8-bar cycle (top unit {c['top'][0]['unit']}: "
                         f"{c['top'][0]['power']:.3f} of its bar-averaged power at that period, above every value of a random "
@@ -756,10 +811,11 @@ def structure(ctx: Context, bar) -> Result:
     else:
         answer = ("The report finds no structure for repetition: tokens of repeated material are no better predicted than "
                   "token statistics predict them, no layer state tells the section or the bar within it better than "
-                  "the current and previous token and a random network do, and no unit follows an 8-bar cycle beyond a "
-                  "random network and shuffled bar order.")
+                  "the current and previous token, a random network and the probe's control task do, and no unit "
+                  "follows an 8-bar cycle beyond a random network and shuffled bar order.")
+    positive = bool(found or any(reads.values()) or cycling)
     return Result(findings=findings, sentences=sent, figures=figs, tables=[_probe_table("Form probes", pset)],
-                  answers={"q2": answer})
+                  answers={"q2": answer}, verdicts={"q2": "yes" if positive else "no"})
 
 
 # -- Q3: cadences ----------------------------------------------------------------------------------
@@ -899,7 +955,8 @@ def cadences(ctx: Context, bar) -> Result:
     table = Table("Pre-cadence unit ablations", ("layer", "k", "units", "ends on tonic", "sd", "sections end on tonic"),
                   tuple((r["layer"], r["k"], r["units"], _pct(r["final_tonic"]), _pct(r["sd"]), _pct(r["section_ends_tonic"]))
                         for r in abl_rows), "Zero replacement; random and variance-matched random units as controls.")
-    return Result(findings=findings, sentences=sent, tables=[table], answers={"q3": answer})
+    return Result(findings=findings, sentences=sent, tables=[table], answers={"q3": answer},
+                  verdicts={"q3": "yes" if found_lift or matters else "no"})
 
 
 # -- Q4: behaviour ---------------------------------------------------------------------------------
@@ -1014,4 +1071,5 @@ def enharmonic_behaviour(ctx: Context, bar) -> Result:
         answer = (f"In behaviour, respelling a note moves its predictions as much as changing the note does (median KL "
                   f"{beh['kl_respelled_median']:.3f} against {beh['kl_control_median']:.3f} nats, p = {p:.2g}): no sign that "
                   f"it treats the spellings as equivalent.")
-    return Result(findings={"behaviour": beh}, sentences=sent, tables=[table], answers={"q4": answer})
+    return Result(findings={"behaviour": beh}, sentences=sent, tables=[table], answers={"q4": answer},
+                  verdicts={"q4": "yes" if p < P_CUT and d.mean() < 0 else "no"})

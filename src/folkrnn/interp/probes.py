@@ -9,7 +9,16 @@ split is by tune, never by token), and judged against:
   over tokens, scored on the true held-out labels; it must sit at chance (the majority
   class's share of the held-out tokens);
 - the *token baseline*: the same probe reading only the one-hot of the current and the
-  previous token. A state probe is *selective* by how much it beats this baseline.
+  previous token;
+- the *control task* (Hewitt & Liang 2019): the same probe, on the same state, fitted and
+  scored on a label that depends only on the current token's identity (each token type
+  mapped to a random label drawn from the real label's marginal distribution). A state
+  that keeps token identity scores well on it without holding the real label; the
+  probe's *selectivity* is accuracy - control-task accuracy.
+
+Differences between two probes are scored on the same held-out rows and come with a
+bootstrap interval over held-out tunes (`paired_interval`; the rows of one tune are not
+independent).
 
 A *unit ranking* scores each unit of a layer by how much of its variance a label
 explains (eta squared), raw and after the current token's effect is removed (each
@@ -70,7 +79,7 @@ def residualise(values: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 
 
 def bar_period_power(values: np.ndarray, offsets: Sequence[int], bars: Sequence[int], min_bars: int = 4,
-                     bars_per_cycle: int = 1) -> np.ndarray:
+                     bars_per_cycle: int = 1, shift: int = 0) -> np.ndarray:
     """Mean over tunes of each unit's share of (non-constant) spectral power in the Fourier
     bin of one cycle per `bars_per_cycle` bars (tune k: rows offsets[k]:offsets[k+1],
     `bars[k]` bars, so the bin of round(bars[k] / bars_per_cycle) cycles over the tune).
@@ -98,7 +107,10 @@ def bar_period_power(values: np.ndarray, offsets: Sequence[int], bars: Sequence[
         x = v[a:b] - v[a:b].mean(0)
         p = np.abs(np.fft.rfft(x, axis=0)) ** 2
         tot = p[1:].sum(0)
-        acc += np.where(tot > 0, p[cyc] / np.where(tot > 0, tot, 1), 0.0)
+        j = cyc + shift  # `shift`: a neighbouring bin (is the cycle's bin a peak, or a slope?)
+        if not 1 <= j < len(p):
+            continue
+        acc += np.where(tot > 0, p[j] / np.where(tot > 0, tot, 1), 0.0)
         used += 1
     return acc / max(used, 1)
 
@@ -145,12 +157,14 @@ def cycle_power(values: np.ndarray, control: np.ndarray, offsets: Sequence[int],
     """Units whose bar-averaged activation cycles every `bars_per_cycle` bars.
 
     values (N, H): a layer's states; control (N, H): the same layer of a freshly
-    initialised network on the same rows. Each unit's score is its share of power at the
+    network (the random-network control) on the same rows. Each unit's score is its share of power at the
     cycle's bin (`bar_period_power` over `bar_means`, tunes with at least 2 whole cycles). Two
     controls: the random network's units, and the same units with each tune's bars put
     in a random order (`shuffles` draws pooled), each summarised by its 99th percentile
     over units (and its maximum). A unit *tracks the cycle* when it beats both 99th
-    percentiles (`above_controls`, best first); by chance about 1% of the units would, so
+    percentiles and its power at the cycle's bin is a peak, above both neighbouring bins
+    (a slowly drifting unit beats shuffled bar order with a slope, not a peak; `peaked`
+    counts the units with a peak) (`above_controls`, best first); by chance about 1% of the units would, so
     a layer is judged by that count against 1% and by its top unit against both maxima
     (`above_control_max`: the units above every control value).
     Returns None when no tune has 2 cycles."""
@@ -159,10 +173,13 @@ def cycle_power(values: np.ndarray, control: np.ndarray, offsets: Sequence[int],
     if used == 0:
         return None
 
-    def power(x: np.ndarray) -> np.ndarray:
-        return bar_period_power(x, offs, nb, min_bars=2 * bars_per_cycle, bars_per_cycle=bars_per_cycle)
+    def power(x: np.ndarray, shift: int = 0) -> np.ndarray:
+        return bar_period_power(x, offs, nb, min_bars=2 * bars_per_cycle, bars_per_cycle=bars_per_cycle, shift=shift)
 
     pw = power(series)
+    # a unit that drifts slowly has more power in the bin below the cycle's than in it (a
+    # slope, not a peak); random networks with slow states do, and beat shuffled bar order
+    peak = pw > np.maximum(power(series, -1), power(series, 1))
     rand_series, _, _ = bar_means(control, offsets, bar_of_row, bars_per_cycle)
     rand = power(rand_series)
     shuf = []
@@ -173,13 +190,14 @@ def cycle_power(values: np.ndarray, control: np.ndarray, offsets: Sequence[int],
     s99 = float(np.quantile(np.concatenate(shuf), 0.99))
     cut = max(r99, s99)
     order_pw = np.argsort(-pw, kind="stable")
-    above = [int(i) for i in order_pw if pw[i] > cut]
+    above = [int(i) for i in order_pw if pw[i] > cut and peak[i]]
     top_cut = max(float(rand.max()), float(np.max(shuf)))
     return {"bars_per_cycle": bars_per_cycle, "tunes": int(used), "units": int(len(pw)),
             "top": [{"unit": int(u), "power": float(pw[u])} for u in np.argsort(-pw, kind="stable")[:top]],
             "random_network_99": r99, "shuffled_bars_99": s99, "above_controls": above,
             "random_network_max": float(rand.max()), "shuffled_bars_max": float(np.max(shuf)),
-            "above_control_max": [int(i) for i in order_pw if pw[i] > top_cut],
+            "above_control_max": [int(i) for i in order_pw if pw[i] > top_cut and peak[i]],
+            "peaked": int(peak.sum()),
             "flat_share": float(np.mean([2 / n for n in nb if n >= 2 * bars_per_cycle]))}
 
 
@@ -262,16 +280,45 @@ def split_by_tune(tunes: np.ndarray, rng: np.random.Generator, test_share: float
     return np.isin(tunes, test)
 
 
+def control_task_labels(labels: np.ndarray, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Hewitt & Liang's control task for `labels` (N,) ints (< 0 = unlabelled): each token
+    type in `tokens` (N,) gets one label drawn from the real labels' marginal distribution
+    (over the labelled rows), and every labelled row takes its token's label. Unlabelled
+    rows stay -1. The result depends on token identity only.
+
+    >>> y = np.array([0, 1, 1, -1, 2, 0]); t = np.array([5, 5, 7, 7, 9, 7])
+    >>> c = control_task_labels(y, t, np.random.default_rng(0))
+    >>> bool(c[0] == c[1]) and bool(c[2] == c[5]) and int(c[3]) == -1
+    True
+    """
+    y = np.asarray(labels)
+    t = np.asarray(tokens)
+    keep = y >= 0
+    out = np.full(len(y), -1, np.int64)
+    if not keep.any():
+        return out
+    classes = int(y[keep].max()) + 1
+    marginal = np.bincount(y[keep], minlength=classes) / keep.sum()
+    types = np.unique(t[keep])
+    drawn = rng.choice(classes, size=len(types), p=marginal)
+    table = dict(zip(types.tolist(), drawn.tolist()))
+    out[keep] = [table[v] for v in t[keep].tolist()]
+    return out
+
+
 def probe(x: np.ndarray, labels: np.ndarray, test: np.ndarray, rng: np.random.Generator,
           baseline: np.ndarray | None = None, lam: float = 1e-2, keep_correct: bool = False,
-          max_train: int | None = None) -> dict:
+          max_train: int | None = None, control: np.ndarray | None = None) -> dict:
     """Fit on rows ~test (at most `max_train` of them, drawn at random), score on rows
     `test`; labels (N,) ints, < 0 = row left out.
 
     Returns accuracy, the shuffled-label control's accuracy, chance (majority share of
-    the held-out rows), and, with `baseline` features, the baseline's accuracy and the
-    selectivity (accuracy - baseline). `keep_correct` adds `correct`: (held-out rows,)
-    bool, for comparing probes tune by tune (`paired_lower_bound`)."""
+    the held-out rows), and, with `baseline` features, the baseline's accuracy and
+    `over_baseline` (accuracy - baseline). With `control` labels (N,), the control
+    task's (`control_task_labels`, labelled on the same rows) accuracy of the same probe
+    on the same features, `control_chance`, and the `selectivity` (accuracy - control
+    task). `keep_correct` adds `correct` (and `control_correct`): (held-out rows,) bool,
+    for comparing probes tune by tune (`paired_interval`)."""
     keep = labels >= 0
     tr, te = keep & ~test, keep & test
     if tr.sum() < 2 or te.sum() < 1:
@@ -282,16 +329,30 @@ def probe(x: np.ndarray, labels: np.ndarray, test: np.ndarray, rng: np.random.Ge
         tr[drop] = False
     classes = int(labels[keep].max()) + 1
     ytr, yte = labels[tr], labels[te]
-    pred, shuf = ridge_fit_predict(x[tr], [ytr, rng.permutation(ytr)], x[te], classes, lam)
+    ys = [ytr, rng.permutation(ytr)]
+    if control is not None:
+        control = np.asarray(control)
+        if not np.array_equal(control >= 0, keep):
+            raise FolkRNNError("control-task labels must label the same rows as the real labels")
+        ctr, cte = control[tr], control[te]
+        ys.append(ctr)
+        classes = max(classes, int(control[keep].max()) + 1)
+    pred, shuf, *ctl = ridge_fit_predict(x[tr], ys, x[te], classes, lam)
     chance = float(np.bincount(yte, minlength=classes).max() / len(yte))
     out = {"accuracy": float((pred == yte).mean()), "shuffled": float((shuf == yte).mean()), "chance": chance,
-           "classes": classes, "train_tokens": int(tr.sum()), "test_tokens": int(te.sum())}
+           "classes": int(labels[keep].max()) + 1, "train_tokens": int(tr.sum()), "test_tokens": int(te.sum())}
     if keep_correct:
         out["correct"] = pred == yte
+    if control is not None:
+        out["control_task"] = float((ctl[0] == cte).mean())
+        out["control_chance"] = float(np.bincount(cte, minlength=classes).max() / len(cte))
+        out["selectivity"] = out["accuracy"] - out["control_task"]
+        if keep_correct:
+            out["control_correct"] = ctl[0] == cte
     if baseline is not None:
         (bp,) = ridge_fit_predict(baseline[tr], [ytr], baseline[te], classes, lam)
         out["baseline"] = float((bp == yte).mean())
-        out["selectivity"] = out["accuracy"] - out["baseline"]
+        out["over_baseline"] = out["accuracy"] - out["baseline"]
     return out
 
 
@@ -305,6 +366,26 @@ def paired_lower_bound(a: np.ndarray, b: np.ndarray, groups: np.ndarray, rng: np
     pick = rng.integers(len(ids), size=(draws, len(ids)))
     diffs = da[pick].sum(1) / n[pick].sum(1)
     return float(np.quantile(diffs, q))
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, groups: np.ndarray, rng: np.random.Generator,
+                    draws: int = 2000, level: float = 0.99) -> dict:
+    """accuracy(a) - accuracy(b) for per-row bools on the same held-out rows, with its
+    percentile bootstrap interval at `level` when the groups (tunes) are resampled with
+    replacement: {difference, lo, hi, level, tunes}.
+
+    >>> g = np.repeat(np.arange(10), 5); a = np.ones(50, bool); b = np.zeros(50, bool)
+    >>> r = paired_interval(a, b, g, np.random.default_rng(0)); (r["difference"], r["lo"], r["hi"])
+    (1.0, 1.0, 1.0)
+    """
+    ids, inv = np.unique(groups, return_inverse=True)
+    n = np.bincount(inv).astype(np.float64)
+    da = np.bincount(inv, weights=np.asarray(a, np.float64)) - np.bincount(inv, weights=np.asarray(b, np.float64))
+    pick = rng.integers(len(ids), size=(draws, len(ids)))
+    diffs = da[pick].sum(1) / n[pick].sum(1)
+    q = (1 - level) / 2
+    return {"difference": float(da.sum() / n.sum()), "lo": float(np.quantile(diffs, q)),
+            "hi": float(np.quantile(diffs, 1 - q)), "level": level, "tunes": int(len(ids))}
 
 
 def encode_labels(values: Sequence, top: int | None = None, min_count: int = 1) -> tuple[np.ndarray, list]:

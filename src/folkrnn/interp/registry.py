@@ -6,23 +6,22 @@ else the `Context` carries), advances `bar` (a tqdm bar: set `bar.total`, call
 `key`), its figures, tables and sentences (each sentence built from the findings), and
 optionally the plain-language answer to one of the four questions (`q1`..`q4`).
 
-New analyses register themselves with `@register(...)`; the report code knows nothing
-of any single analysis. Keys of analyses that did not run stay absent from the findings.
+Analyses register themselves with `@register(...)` when their module is imported;
+`folkrnn.interp.runner` imports the modules of the built-in ones and runs them, so this
+module imports no analysis. The report code knows nothing of any single analysis. Keys of
+analyses that did not run stay absent from the findings.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from folkrnn.checkpoint import Checkpoint
-from folkrnn.errors import FolkRNNError
-from folkrnn.interp.counts import TokenCounts
+from folkrnn.interp.context import Context, ExplainConfig
 
-log = logging.getLogger(__name__)
+__all__ = ["QUESTIONS", "Analysis", "ANALYSES", "Context", "ExplainConfig", "Figure", "Ran", "Result", "Table",
+           "merge_findings", "register"]
 
 QUESTIONS = {
     "q1": "How does it put bar lines in the right places, and why does that break under small nudges?",
@@ -30,43 +29,6 @@ QUESTIONS = {
     "q3": "How does it place cadences at the ends of phrases and parts?",
     "q4": "Has it learned that equivalent tokens (enharmonic spellings, redundant naturals) are equivalent?",
 }
-
-
-@dataclass(frozen=True)
-class ExplainConfig:
-    """How thorough the analyses are. `quick` is for tests and tiny models."""
-
-    quick: bool = False
-    seed: int = 0
-    controls: int = 3  # random-control draws per statistic
-    permutations: int = 2000  # shuffles behind a permutation p-value
-
-    def __post_init__(self) -> None:
-        if self.controls < 1 or self.permutations < 10:
-            raise FolkRNNError("explain needs at least 1 control draw and 10 permutations")
-
-    @classmethod
-    def make(cls, quick: bool = False, seed: int = 0) -> ExplainConfig:
-        return cls(quick=quick, seed=seed, controls=2 if quick else 3, permutations=200 if quick else 2000)
-
-
-@dataclass
-class Context:
-    """What every analysis may read. `extra` is for later analyses' inputs (cache, tunes...)."""
-
-    checkpoint: Checkpoint
-    counts: TokenCounts | None
-    config: ExplainConfig = field(default_factory=ExplainConfig)
-    model_name: str = "model"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def model(self):
-        return self.checkpoint.model
-
-    @property
-    def vocab(self):
-        return self.checkpoint.vocab
 
 
 @dataclass(frozen=True)
@@ -93,6 +55,9 @@ class Result:
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=dict)
+    # per question: "yes" when the evidence for structure cleared every control, "no" when
+    # it was tested and did not, "not shown" when the test could not tell (too few tunes)
+    verdicts: dict[str, str] = field(default_factory=dict)
     skipped: str | None = None  # why the analysis could not run (then findings stay empty)
 
 
@@ -123,15 +88,6 @@ def register(name: str, title: str, key: str, section: str = "atlas", order: int
     return deco
 
 
-def registered() -> list[Analysis]:
-    """Every registered analysis, questions first, in report order."""
-    import folkrnn.interp.analyses  # noqa: F401  (registers the built-in analyses)
-    import folkrnn.interp.behaviour  # noqa: F401  (and the activation analyses)
-    import folkrnn.interp.sections  # noqa: F401  (and where sections end)
-
-    return sorted(ANALYSES.values(), key=lambda a: (a.section != "questions", a.order, a.name))
-
-
 @dataclass
 class Ran:
     analysis: Analysis
@@ -139,35 +95,16 @@ class Ran:
     seconds: float
 
 
-def run_analyses(ctx: Context, names: list[str] | None = None, progress: bool = False) -> list[Ran]:
-    """Run the named analyses (all registered by default), one progress bar each."""
-    from folkrnn.files import progress as progress_bar
-
-    todo = registered()
-    if names is not None:
-        known = {a.name for a in todo}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise FolkRNNError(f"unknown analysis {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        todo = [a for a in todo if a.name in names]
-    out: list[Ran] = []
-    for a in todo:
-        t0 = time.perf_counter()
-        with progress_bar(total=1, desc=a.name, enabled=progress, leave=True, unit="step", delay=0) as bar:
-            result = a.fn(ctx, bar)
-            bar.n = bar.total or bar.n
-            bar.refresh()
-        secs = time.perf_counter() - t0
-        if result.skipped:
-            log.info("%s skipped: %s", a.name, result.skipped)
-        out.append(Ran(a, result, secs))
-    return out
+VERDICTS = ("yes", "no", "not shown")  # in precedence order when several analyses answer one question
 
 
 def merge_findings(ran: list[Ran]) -> dict[str, Any]:
-    """Findings of every analysis under its key; answers gathered under `answers`."""
+    """Findings of every analysis under its key; answers gathered under `answers`, and
+    verdicts under `verdicts`: a question is "yes" when any analysis answering it found
+    structure beyond its controls, else "no" when any tested it, else "not shown"."""
     findings: dict[str, Any] = {}
     answers: dict[str, str] = {}
+    verdicts: dict[str, str] = {}
     for r in ran:
         if r.result.skipped:
             continue
@@ -186,6 +123,12 @@ def merge_findings(ran: list[Ran]) -> dict[str, Any]:
             findings[r.analysis.key] = f
         for q, text in r.result.answers.items():  # several analyses may answer one question: in report order
             answers[q] = f"{answers[q]} {text}" if q in answers else text
+        for q, v in r.result.verdicts.items():
+            if v not in VERDICTS:
+                raise ValueError(f"analysis {r.analysis.name!r}: verdict {v!r} for {q} is not one of {VERDICTS}")
+            verdicts[q] = min(verdicts.get(q, v), v, key=VERDICTS.index)
     if answers:
         findings["answers"] = {q: answers[q] for q in sorted(answers)}
+    if verdicts:
+        findings["verdicts"] = {q: verdicts[q] for q in sorted(verdicts)}
     return findings

@@ -178,10 +178,10 @@ def explain(checkpoint, out_dir: str | Path, counts=None, config=None, model_nam
 
     `corpus`: a data_v2 tune file for the activation analyses (default: the file the
     counts come from, if any); without one they are skipped."""
-    from folkrnn.interp.registry import ExplainConfig, run_analyses
+    from folkrnn.interp.registry import ExplainConfig
+    from folkrnn.interp.runner import run_analyses
 
-    ctx = Context(checkpoint, counts, config or ExplainConfig(), model_name,
-                  extra={"corpus": str(corpus)} if corpus is not None else {})
+    ctx = Context(checkpoint, counts, config or ExplainConfig(), model_name, corpus=corpus)
     ran = run_analyses(ctx, names, progress)
     h, j = write_report(out_dir, ctx, ran)
     return h, j, json.loads(j.read_text("utf-8"))

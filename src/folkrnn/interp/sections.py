@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from folkrnn import tokens as T
+from folkrnn.interp import activity
 from folkrnn.interp.registry import Context, Figure, Result, Table, register
 from folkrnn.interp.stats import bootstrap_mean, sign_flip
 from folkrnn.rhythm import label_tokens
@@ -523,15 +524,13 @@ def _figure(tables: dict[str, dict], gen_label: str) -> bytes:
 
 @register("sections", "Q2: counting bars or listening for the cadence?", "sections", section="questions", order=25)
 def sections(ctx: Context, bar) -> Result:
-    from folkrnn.interp import activity
-    from folkrnn.interp.behaviour import NO_CORPUS
     from folkrnn.sample import SampleConfig, sample
 
     sz = SectionSizes.make(ctx.config.quick)
     bar.total = 3 + sz.generated
     data = activity.corpus_data(ctx, bar)
     if data is None:
-        return Result(skipped=NO_CORPUS)
+        return Result(skipped=activity.NO_CORPUS)
     rng = np.random.default_rng([ctx.config.seed, 900])
     real = data.tunes
     emp = empirical_values(real)
@@ -578,7 +577,8 @@ def sections(ctx: Context, bar) -> Result:
                   tests, f"Difference of the per-tune probabilities; p from {ctx.config.permutations} random sign flips.")]
     answer = _answer(tables, lengths, cc, v)
     bar.update(1)
-    return Result(findings=findings, sentences=sent, figures=[fig], tables=tabs, answers={"q2": answer})
+    return Result(findings=findings, sentences=sent, figures=[fig], tables=tabs, answers={"q2": answer},
+                  verdicts={"q2": "yes" if v in ("cadence", "count") else "no" if v == "mixed" else "not shown"})
 
 
 def _answer(tables: dict, lengths: dict, cc: dict, v: str) -> str:

@@ -6,8 +6,14 @@ within their layer. `out.weight` is V x H: row t decodes token t ("output row"),
 is what unit j of layer 3 writes on every token ("softmax column"). Every statistic comes
 with a control computed the same way on structure-free numbers:
   - spectra: the same matrix with its entries shuffled (same values, no arrangement);
-  - column similarities: a Gaussian matrix of the same shape and entry variance;
+  - column similarities: spectrum-matched random matrices (random orthogonal U and V
+    with the matrix's own singular values), many draws, reported as a 95% range;
   - correlations with labels: the labels shuffled over tokens.
+
+The softmax is invariant to adding the same number to every logit, so the part of
+the softmax matrix along the all-ones logit direction (its mean row over tokens)
+changes no probability. Every softmax-matrix analysis removes it first
+(`center_tokens`: V minus its mean over tokens) and reports how much energy it held.
 """
 
 from __future__ import annotations
@@ -151,14 +157,88 @@ def _loadings(vec: np.ndarray, vocab: Vocabulary, counts: TokenCounts | None, k:
     return {"positive": [item(i) for i in order[::-1][:k]], "negative": [item(i) for i in order[:k]]}
 
 
+def center_tokens(w: np.ndarray) -> np.ndarray:
+    """(V, H) softmax matrix minus its mean over tokens (each unit's column centred): the
+    all-ones logit direction, which changes no probability, removed.
+
+    >>> w = np.array([[1.0, 5.0], [3.0, 5.0]])
+    >>> center_tokens(w).tolist(), center_tokens(w + 7.0).tolist()
+    ([[-1.0, 0.0], [1.0, 0.0]], [[-1.0, 0.0], [1.0, 0.0]])
+    """
+    w = np.asarray(w, np.float64)
+    return w - w.mean(0, keepdims=True)
+
+
+def all_ones_share(w: np.ndarray) -> float:
+    """Share of the squared Frobenius norm of a (V, H) matrix along the all-ones direction
+    of the token axis (what `center_tokens` removes)."""
+    w = np.asarray(w, np.float64)
+    tot = float((w * w).sum())
+    return float(w.shape[0] * (w.mean(0) ** 2).sum() / tot) if tot > 0 else 0.0
+
+
+def spectrum_matched(s: np.ndarray, shape: tuple[int, int], rng: np.random.Generator,
+                     centered: bool = True) -> np.ndarray:
+    """A random (V, H) matrix U diag(s) W^T with the singular values `s` (descending) and
+    Haar-random orthonormal U, W: the same spectrum, no arrangement. `centered`: U is drawn
+    orthogonal to the all-ones vector (as a `center_tokens` matrix's is), so at most V - 1
+    values are kept (the last value of a centred V x H matrix with H >= V is 0)."""
+    V, H = shape
+    r = min(len(s), V - 1 if centered else V, H)
+    a = rng.standard_normal((V, r))
+    if centered:
+        a -= a.mean(0, keepdims=True)
+    u, _ = np.linalg.qr(a)
+    w, _ = np.linalg.qr(rng.standard_normal((H, r)))
+    return (u * np.asarray(s, np.float64)[:r]) @ w.T
+
+
+def _range95(x) -> list[float]:
+    x = np.asarray(x, np.float64)
+    return [float(np.quantile(x, 0.025)), float(np.quantile(x, 0.975))]
+
+
+def _distribution(v: np.ndarray, band: tuple[float, float]) -> dict:
+    """A singular vector's entries: share with magnitude in `band`, excess kurtosis, share
+    with the majority sign."""
+    v = np.asarray(v, np.float64)
+    a = np.abs(v)
+    z = (v - v.mean()) / (v.std() or 1.0)
+    pos = float((v > 0).mean())
+    return {"band_share": float(((a >= band[0]) & (a <= band[1])).mean()), "kurtosis": float((z ** 4).mean() - 3),
+            "majority_sign_share": max(pos, 1 - pos), "min": float(v.min()), "max": float(v.max())}
+
+
 def softmax_svd(model: FolkRNN, vocab: Vocabulary, counts: TokenCounts | None, rng: np.random.Generator,
-                controls: int, top: int = 4, k_tokens: int = 6) -> dict:
-    """SVD of the softmax matrix V (tokens x units): singular values (descending) against
-    shuffled entries, and the top left singular vectors read as tokens (largest +/-
-    loadings; a singular vector's sign is arbitrary, so + and - are two ends of one axis)."""
-    w = _np(model.out.weight)
-    u, s, _ = np.linalg.svd(w, full_matrices=False)
+                controls: int, top: int = 4, k_tokens: int = 6, draws: int = 200,
+                band: tuple[float, float] = (0.04, 0.06)) -> dict:
+    """SVD of the softmax matrix V (tokens x units) with the all-ones logit direction
+    removed (`center_tokens`; `all_ones_share`: the energy it held): singular values
+    (descending) against shuffled entries, and the top left singular vectors read as
+    tokens (largest +/- loadings; a singular vector's sign is arbitrary, so + and - are
+    two ends of one axis).
+
+    `w1`: the first right singular vector (what layer 3 must hold to produce direction
+    1), as Sturm's part 3 reads it: the share of its entries with magnitude in `band`,
+    its excess kurtosis (a multi-modal distribution has a low one) and the share with the
+    majority sign, against the same for `draws` spectrum-matched matrices (95% range);
+    `w1_uncentered`: the same for the raw matrix, whose direction 1 is mostly the
+    all-ones direction."""
+    raw = _np(model.out.weight)
+    w = center_tokens(raw)
+    u, s, vt = np.linalg.svd(w, full_matrices=False)
     d = spectrum(w, rng, controls)
+    d["all_ones_share"] = all_ones_share(raw)
+    d["centered"] = True
+    u_raw, s_raw, vt_raw = np.linalg.svd(raw, full_matrices=False)
+    null = [_distribution(np.linalg.svd(spectrum_matched(s, w.shape, rng), full_matrices=False)[2][0], band)
+            for _ in range(draws)]
+    d["w1"] = {**_distribution(vt[0], band), "band": list(band),
+               "control": {"kind": "spectrum-matched random matrices", "draws": draws,
+                           **{f"{k}_95": _range95([n[k] for n in null]) for k in null[0]}}}
+    d["w1_uncentered"] = {**_distribution(vt_raw[0], band), "singular_value": float(s_raw[0]),
+                          "u1_majority_sign_share": max(float((u_raw[:, 0] > 0).mean()), float((u_raw[:, 0] < 0).mean()))}
+    d["u1_majority_sign_share"] = max(float((u[:, 0] > 0).mean()), float((u[:, 0] < 0).mean()))
     d["vectors"] = [{"index": j + 1, "singular_value": float(s[j]), **_loadings(u[:, j], vocab, counts, k_tokens)}
                     for j in range(min(top, len(s)))]
     # Which kind of token each direction separates: eta² of the loadings by kind.
@@ -201,19 +281,27 @@ def bias_vs_frequency(model: FolkRNN, vocab: Vocabulary, counts: TokenCounts, rn
     }
 
 
-def _gaussian_like(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return rng.standard_normal(w.shape) * w.std()
+def _matched_nulls(w: np.ndarray, rng: np.random.Generator, draws: int):
+    """`draws` spectrum-matched random matrices of the centred softmax matrix `w`."""
+    s = singular_values(w)
+    return (spectrum_matched(s, w.shape, rng) for _ in range(draws))
 
 
-def unit_bias_correlation(model: FolkRNN, rng: np.random.Generator, controls: int) -> dict:
-    """Pearson r over tokens between each unit's softmax column and the output bias,
-    against Gaussian columns of the same shape and variance."""
-    w, b = _np(model.out.weight), _np(model.out.bias)
-    r = np.array([pearson(w[:, j], b) for j in range(w.shape[1])])
-    r = np.nan_to_num(r)
-    ctrl = np.concatenate([
-        np.nan_to_num([pearson(c[:, j], b) for j in range(c.shape[1])])
-        for c in (_gaussian_like(w, rng) for _ in range(controls))])
+def _pearson_columns(w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r over tokens of each column of `w` (V, H) with `b` (V,); 0 for a constant column."""
+    wc = w - w.mean(0)
+    bc = b - b.mean()
+    den = np.linalg.norm(wc, axis=0) * np.linalg.norm(bc)
+    return np.where(den > 0, (wc.T @ bc) / np.where(den > 0, den, 1.0), 0.0)
+
+
+def unit_bias_correlation(model: FolkRNN, rng: np.random.Generator, controls: int, draws: int = 100) -> dict:
+    """Pearson r over tokens between each unit's softmax column and the output bias
+    (Pearson centres both, so the all-ones direction plays no part), against the columns
+    of `draws` spectrum-matched random matrices (`controls` is kept for the call's shape)."""
+    w, b = center_tokens(_np(model.out.weight)), _np(model.out.bias)
+    r = _pearson_columns(w, b)
+    ctrl = np.concatenate([_pearson_columns(c, b) for c in _matched_nulls(w, rng, draws)])
     band = float(np.quantile(np.abs(ctrl), 0.99))
     order = np.argsort(-np.abs(r))
     return {
@@ -222,15 +310,21 @@ def unit_bias_correlation(model: FolkRNN, rng: np.random.Generator, controls: in
         "max_abs_r": float(np.abs(r).max()),
         "units_beyond_control": int((np.abs(r) > band).sum()),
         "top_units": [{"unit": int(j), "r": float(r[j])} for j in order[:10]],
-        "control": {"kind": "Gaussian columns, same shape and variance", "draws": controls,
-                    "mean_abs_r": float(np.abs(ctrl).mean()), "abs_r_99": band},
+        "control": {"kind": "spectrum-matched random matrices (random orthogonal U, V; the same singular values)",
+                    "draws": draws, "mean_abs_r": float(np.abs(ctrl).mean()), "abs_r_99": band},
     }
 
 
-def duplicate_columns(model: FolkRNN, rng: np.random.Generator, controls: int, threshold: float = 0.9) -> dict:
-    """Pairs of layer-3 units whose softmax columns are near-duplicates (cosine > t) or
-    sign-flipped (< -t), against Gaussian matrices of the same shape and variance."""
-    w = _np(model.out.weight)
+def duplicate_columns(model: FolkRNN, rng: np.random.Generator, controls: int, threshold: float = 0.9,
+                      draws: int = 100) -> dict:
+    """Pairs of layer-3 units whose softmax columns are near-duplicates (Pearson r over
+    tokens > t) or sign-flipped (< -t). Pearson r is the cosine of the columns with the
+    all-ones direction removed: a shared offset on every token moves no probability, and
+    a raw cosine counts it as likeness. Against `draws` spectrum-matched random matrices
+    (the same singular values as the centred matrix): their mean count and 95% range.
+    `raw_cosine`: the counts by the raw cosine, for comparison with the old reading."""
+    raw = _np(model.out.weight)
+    w = center_tokens(raw)
     H = w.shape[1]
     iu = np.triu_indices(H, 1)
 
@@ -239,19 +333,25 @@ def duplicate_columns(model: FolkRNN, rng: np.random.Generator, controls: int, t
         return int((c > threshold).sum()), int((c < -threshold).sum()), c
 
     dup, flip, c = count(w)
-    ctrl = [count(_gaussian_like(w, rng))[:2] for _ in range(controls)]
+    raw_dup, raw_flip, _ = count(raw)
+    ctrl = [count(m)[:2] for m in _matched_nulls(w, rng, draws)]
     order = np.argsort(-np.abs(c))[:10]
     return {
         "threshold": threshold,
+        "measure": "Pearson r of the columns over tokens (cosine after centring)",
         "pairs": int(len(c)),
         "duplicates": dup,
         "sign_flipped": flip,
         "max_cosine": float(c.max()) if len(c) else None,
         "min_cosine": float(c.min()) if len(c) else None,
         "top_pairs": [{"units": [int(iu[0][k]), int(iu[1][k])], "cosine": float(c[k])} for k in order],
-        "control": {"kind": "Gaussian matrix, same shape and variance", "draws": controls,
+        "raw_cosine": {"duplicates": raw_dup, "sign_flipped": raw_flip},
+        "control": {"kind": "spectrum-matched random matrices (random orthogonal U, V; the same singular values)",
+                    "draws": draws,
                     "duplicates_mean": float(np.mean([x[0] for x in ctrl])),
-                    "sign_flipped_mean": float(np.mean([x[1] for x in ctrl]))},
+                    "sign_flipped_mean": float(np.mean([x[1] for x in ctrl])),
+                    "duplicates_95": _range95([x[0] for x in ctrl]),
+                    "sign_flipped_95": _range95([x[1] for x in ctrl])},
     }
 
 

@@ -1,8 +1,9 @@
 """Generation and scoring: batched step-wise sampling, primes with wildcards, beam search.
 
 Modules: `config` (SampleConfig, Tune), `prime`, `randomness`, `row` (RowDraw: one tune's
-token decision), `step` (Stepper, HookedStepper), `generate` (sample), `form`, `types`, `beam`,
-`score`; every public name is importable from `folkrnn.sample`.
+token decision), `step` (Stepper, HookedStepper), `generate` (sample), `form`, `strict` (the
+`--bars strict` guard), `types`, `beam`, `score`; every public name of those is importable from
+`folkrnn.sample`. `output` writes sampled tunes out for people (annotated ABC, JSON).
 
 Sampling (docs/generate.md) carries (h, c) and feeds one token per step, so a tune costs O(n).
 Tunes are generated in a pool of `batch_size` rows; when a tune ends (`</s>` or the

@@ -21,7 +21,7 @@ class SampleConfig:
     `top_k`, `top_p` and `alternatives` must keep their defaults). `alternatives` = K
     records the K most probable tokens (under softmax(logits / temperature)) at every
     position. `precision` bf16 / int8 trades exactness for speed (see `Stepper`).
-    `bars="strict"` draws only tokens that keep every bar right (`folkrnn.strict`); `form`
+    `bars="strict"` draws only tokens that keep every bar right (`folkrnn.sample.strict`); `form`
     (a `folkrnn.sample.form.Form`) also plans where sections end, on top of it.
     `logit_bias` (one number per vocabulary token, e.g. `TuneType.bias_vector`) is added to
     the tempered logits before top-k/p; `Tune.logprob` stays the model's own."""
@@ -39,6 +39,7 @@ class SampleConfig:
     precision: str = "fp32"
     bars: str = "free"
     form: object | None = None  # a folkrnn.sample.form.Form: plan the sections (implies bars="strict")
+    first: int = 0  # tunes first .. first + num_tunes - 1 (a shard of a bigger run; tune i is the same)
     logit_bias: tuple[float, ...] | None = None  # (V,) added to logits / temperature: a tune type's feel
 
     def __post_init__(self) -> None:
@@ -73,6 +74,8 @@ class SampleConfig:
             raise FolkRNNError(f"top-p must be in (0, 1], got {self.top_p}")
         if not 1 <= self.max_length <= 100_000:
             raise FolkRNNError(f"the length cap must be in 1 .. 100000, got {self.max_length}")
+        if not isinstance(self.first, int) or not 0 <= self.first < 2**62:
+            raise FolkRNNError(f"the first tune index must be in 0 .. 2**62, got {self.first}")
         if self.batch_size < 1:
             raise FolkRNNError(f"batch size must be >= 1, got {self.batch_size}")
         if self.alternatives < 0:
@@ -85,7 +88,8 @@ class SampleConfig:
             bad = [name for name, v, d in (("temperature", self.temperature, 1.0), ("top-k", self.top_k, None),
                                             ("top-p", self.top_p, None), ("alternatives", self.alternatives, 0),
                                             ("--bars strict", self.bars, "free"),
-                                            ("--type's feel", self.logit_bias, None)) if v != d]
+                                            ("--type's feel", self.logit_bias, None),
+                                            ("a first tune index", self.first, 0)) if v != d]
             if bad:
                 raise FolkRNNError(f"beam search takes the most probable tokens: it conflicts with {', '.join(bad)}")
         if EOS in self.prime or BOS in self.prime[1:]:

@@ -7,7 +7,7 @@ Bars are counted as `folkrnn evaluate` counts them: a section's short first bar 
 is not a bar of its own, and the closing bar that completes it is the part's last.
 
 `FormPlan` follows one tune and narrows `--bars strict`'s allowed tokens (it always runs on
-top of `folkrnn.strict.BarGuard`) so that bar lines fall where the plan wants them: no
+top of `folkrnn.sample.strict.BarGuard`) so that bar lines fall where the plan wants them: no
 section end before the part's last bar, the part's own section end at it, `</s>` only after
 the last part. It touches bar lines and `</s>` only; every note is the model's.
 
@@ -47,7 +47,7 @@ from folkrnn.errors import FolkRNNError
 from folkrnn.sample.config import SampleConfig, Tune, progress_bar
 from folkrnn.sample.prime import base_allowed, compile_prime
 from folkrnn.sample.randomness import draw, filter_logits, log_softmax_at, softmax, uniforms
-from folkrnn.strict import BarGuard
+from folkrnn.sample.strict import BarGuard
 from folkrnn.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -353,8 +353,8 @@ def sample_form(model, vocab: Vocabulary, cfg: SampleConfig, step, progress: boo
     c = c0.new_zeros(layers, 0, hidden)
     parked: dict[tuple[int, int], list] = {}  # (tune, branch) -> [(row, h, c, finished)]
     pending: dict[int, Tune] = {}
-    emitted = 0
-    next_tune = 0
+    emitted = next_tune = cfg.first
+    last = cfg.first + n
     B = max(1, cfg.batch_size)
     pbar = progress_bar(n, progress, "tune")
 
@@ -364,9 +364,9 @@ def sample_form(model, vocab: Vocabulary, cfg: SampleConfig, step, progress: boo
         pending[row.tune] = Tune(row.tune, vocab.decode(toks), float(row.lp), not ended, None)
 
     try:
-        while emitted < n:
+        while emitted < last:
             joining = []
-            while next_tune < n and len(rows) + len(joining) < B:
+            while next_tune < last and len(rows) + len(joining) < B:
                 joining.append(_Row(next_tune, next_tune, BarGuard(vocab), FormPlan(form, vocab), [], 0.0))
                 next_tune += 1
             if joining:

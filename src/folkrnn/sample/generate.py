@@ -100,17 +100,18 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
     buf = np.zeros((B, L), dtype=np.int64)
     buf[:, :start_pos] = prefix
     lp = np.full(B, start_lp)
-    tune_idx = np.arange(B, dtype=np.int64)
+    first = cfg.first
+    tune_idx = first + np.arange(B, dtype=np.int64)
     alts: list[list] | None = [list(start_alts) for _ in range(B)] if K else None
-    next_tune = B
+    next_tune = first + B
     guards = None
     if cfg.bars == "strict":
-        from folkrnn.strict import GuardBatch
+        from folkrnn.sample.strict import GuardBatch
 
         guards = GuardBatch(vocab, 0)
         guards.reset_all(B, prefix)
     pending: dict[int, Tune] = {}
-    emitted = 0
+    emitted = first
     pbar = progress_bar(n, progress, "tune")
     try:
         while len(inp):
@@ -156,7 +157,7 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
                 yield pending.pop(emitted)
                 emitted += 1
                 pbar.update(1)
-            refill = done_rows[: max(0, n - next_tune)]
+            refill = done_rows[: max(0, first + n - next_tune)]
             if refill:
                 R = torch.tensor(refill)
                 h[:, R] = start_state[0]
@@ -183,7 +184,7 @@ def _sample(model: FolkRNN, vocab: Vocabulary, cfg: SampleConfig, progress: bool
                     guards.keep(keep)
                 if alts is not None:
                     alts = [a for a, k in zip(alts, keep.tolist()) if k]
-        assert not pending and emitted == n, (emitted, n, sorted(pending)[:5])
+        assert not pending and emitted == first + n, (emitted, first + n, sorted(pending)[:5])
     finally:
         pbar.close()
 

@@ -3,7 +3,7 @@
 Given the model's logits for the next position of tune `index`, `RowDraw` applies, in this
 order: the temperature, `cfg.logit_bias` (a tune type's feel), the prime's masks (a
 wildcard position draws among what it allows; after the prime, never `<s>`), the
-`--bars strict` guard (`folkrnn.strict.BarGuard`; near the length cap, `WRAP_UP`, it ends
+`--bars strict` guard (`folkrnn.sample.strict.BarGuard`; near the length cap, `WRAP_UP`, it ends
 the tune as soon as the bars allow), top-k/top-p, the counter-based draw
 `uniforms(seed, index, pos)`, the prime's forced tokens, and the running log-probability
 (the model's own, temperature 1).
@@ -77,7 +77,7 @@ class RowDraw:
         self.bias = cfg.bias_array(len(vocab))
         self.guards = None
         if cfg.bars == "strict":
-            from folkrnn.strict import GuardBatch
+            from folkrnn.sample.strict import GuardBatch
 
             self.guards = GuardBatch(vocab, 1)
         self.wrap_from = wrap_up_from(cfg.max_length)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import Tensor
 
@@ -61,6 +63,35 @@ class _Linear:
             return y + self.b if self.b is not None else y
         return torch.ops.quantized.linear_dynamic(x, self.w)
 
+    def into(self, out: Tensor, x: Tensor, add: bool = False) -> None:
+        """out = x @ w + b (or out += x @ w with `add`), written into `out` (batch, m): in
+        fp32 straight from the BLAS call, nothing allocated."""
+        if self.precision != "fp32":
+            y = self(x)
+            out.add_(y) if add else out.copy_(y)
+        elif add:
+            out.addmm_(x, self.w)
+        elif self.b is not None:
+            torch.addmm(self.b, x, self.w, out=out)
+        else:
+            torch.mm(x, self.w, out=out)
+
+
+class _Scratch:
+    """One thread's work buffers for one batch size, and views on them made once: a
+    view costs a torch call, and at batch 1 torch's per-call overhead, not arithmetic,
+    was most of a step (docs/generate.md, Speed). Per thread because the studio steps
+    one `Stepper` from several."""
+
+    def __init__(self, batch: int, hidden: int):
+        H = hidden
+        self.batch = batch
+        self.pre = torch.empty(batch, 4 * H)  # gate pre-activations, blocks (i, f, o, g)
+        self.ifo, self.g = self.pre[:, : 3 * H], self.pre[:, 3 * H :]
+        self.i, self.f, self.o = self.ifo.chunk(3, 1)
+        self.xh = torch.empty(batch, 2 * H)  # [input, h] of a layer >= 1
+        self.tanh_c = torch.empty(batch, H)
+
 
 class Stepper:
     """One step of the network for a batch, on weights laid out for it.
@@ -95,33 +126,45 @@ class Stepper:
             self.out = _Linear(model.out.weight.detach().float().cpu().T, model.out.bias.detach().float().cpu().clone(), precision)
             h0, c0 = model.initial_state(1)
             self.h0, self.c0 = h0.detach().float().cpu(), c0.detach().float().cpu()
+        self._local = threading.local()
 
     def initial_state(self, batch: int) -> tuple[Tensor, Tensor]:
         return self.h0.expand(-1, batch, -1).clone(), self.c0.expand(-1, batch, -1).clone()
 
+    def _scratch(self, batch: int) -> _Scratch:
+        s = getattr(self._local, "scratch", None)
+        if s is None or s.batch != batch:
+            s = self._local.scratch = _Scratch(batch, self.hidden)
+        return s
+
     def __call__(self, ids: Tensor, state: tuple[Tensor, Tensor], tune: Tensor | None = None,
                  position: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """ids (batch,) int64 -> logits (batch, vocab), new state. (`tune`, `position`
-        are for the hooked step's interface; no hook runs here.)"""
+        are for the hooked step's interface; no hook runs here.)
+
+        The one written-out cell of the fast path, at every batch size: the gate
+        pre-activations go into a scratch buffer (layer 0: its table rows, then += h @ W),
+        the gate non-linearities run in place, c and h are written straight into the new
+        state. The state passed in is not changed (beam search and forms keep it)."""
         h, c = state
-        H3 = 3 * self.hidden
+        s = self._scratch(ids.shape[0])
         h_new, c_new = torch.empty_like(h), torch.empty_like(c)
         x = h[0]
         for l, lin in enumerate(self.layers):
             if l == 0:
-                if self.precision == "fp32":
-                    pre = torch.addmm(self.table[ids], h[0], lin.w)
-                else:
-                    pre = self.table[ids] + lin(h[0])
+                torch.index_select(self.table, 0, ids, out=s.pre)
+                lin.into(s.pre, h[0], add=True)
             else:
-                pre = lin(torch.cat([x, h[l]], 1))
-            ifo = torch.sigmoid(pre[:, :H3])
-            g = torch.tanh(pre[:, H3:])
-            i, f, o = ifo.chunk(3, 1)
-            cl = torch.addcmul(f * c[l], i, g, out=c_new[l])
-            x = torch.mul(o, torch.tanh(cl), out=h_new[l])
+                torch.cat([x, h[l]], 1, out=s.xh)
+                lin.into(s.pre, s.xh)
+            s.ifo.sigmoid_()
+            s.g.tanh_()
+            cl, x = c_new[l], h_new[l]
+            torch.mul(s.f, c[l], out=cl)
+            cl.addcmul_(s.i, s.g)
+            torch.tanh(cl, out=s.tanh_c)
+            torch.mul(s.o, s.tanh_c, out=x)
         return self.out(x), (h_new, c_new)
-
 
 
 class HookedStepper:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from folkrnn.abc.writer import repair_for_writing
+from folkrnn.abc.writer import make_writable
 from folkrnn.errors import FolkRNNError
 from folkrnn.model import FolkRNN
 from folkrnn.sample import (
@@ -388,8 +388,8 @@ class Batcher:
 def tune_abc(tokens: Sequence[str], key: str = "C", x: int = 1, title: str | None = None,
              comments: Sequence[str] = ()) -> tuple[str, list[str]]:
     """(ABC text, tokens left out because ABC cannot place them); FolkRNNError if the
-    tokens are not a transcription at all (no meter/key). See folkrnn.generated."""
-    from folkrnn.generated import annotated_abc
+    tokens are not a transcription at all (no meter/key). See folkrnn.sample.output."""
+    from folkrnn.sample.output import annotated_abc
 
     return annotated_abc(tokens, key=key, x=x, title=title, comments=comments)
 
@@ -398,7 +398,7 @@ def tune_midi(tokens: Sequence[str], key: str = "C", tempo: float = 100, title: 
     """A type-0 MIDI file of the tune in `key`, `tempo` beats per minute (the meter's beat)."""
     from folkrnn.midi import key_shift, tune_to_midi
 
-    kept, _ = repair_for_writing(tokens)
+    kept, _ = make_writable(tokens)
     mid = tune_to_midi(kept, tempo=tempo, transpose=key_shift(key), title=title)
     buf = io.BytesIO()
     mid.save(file=buf)

@@ -247,7 +247,7 @@ def tune_or_404(studio: Studio, tune_id: int, where: str = "tune id"):
 
 def load_studio(model_specs: list[str], db: str | Path, limits: Limits = Limits()) -> Studio:
     """Load the models (`default`, checkpoints, pickles) and open the archive."""
-    from folkrnn.checkpoint import load_model
+    from folkrnn.load import load_model
 
     entries: list[ModelEntry] = []
     for spec in model_specs:

@@ -1,4 +1,4 @@
-"""Generated tunes for people: what `folkrnn generate` and `folkrnn demo` share.
+"""Sampled tunes written out for people: what `folkrnn generate`, `folkrnn demo` and the studio share.
 
 - `with_meter_and_key(prime, vocab)`: every v2 transcription opens with a meter and a
   key token; a prime that does not (or no prime at all) gets `M:*` / `K:*` in front,
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from folkrnn.errors import FolkRNNError
-from folkrnn.sample import KEY_WILDCARD, METER_WILDCARD, WILDCARD, Tune
+from folkrnn.sample.config import Tune
+from folkrnn.sample.prime import KEY_WILDCARD, METER_WILDCARD, WILDCARD
 from folkrnn.vocab import BOS, Vocabulary
 
 
@@ -133,12 +134,12 @@ def _playback_fields(abc: str, meter: str, s: Settings) -> str:
 def annotated_abc(tokens: Sequence[str], key: str = "C", x: int = 1, title: str | None = None,
                   comments: Sequence[str] = ()) -> tuple[str, list[str]]:
     """(ABC text, what was repaired so that every ABC program accepts it, each also said
-    in a `%` comment: `folkrnn.abc.writer.repair_for_writing`); FolkRNNError when the
+    in a `%` comment: `folkrnn.abc.writer.make_writable`); FolkRNNError when the
     tokens are not a transcription at all."""
     from folkrnn.abc import tokens_to_abc
-    from folkrnn.abc.writer import repair_for_writing
+    from folkrnn.abc.writer import make_writable
 
-    kept, repairs = repair_for_writing(tokens)
+    kept, repairs = make_writable(tokens)
     return tokens_to_abc(kept, key=key, x=x, title=title, comments=[*comments, *repairs]), repairs
 
 

@@ -54,7 +54,7 @@ import numpy as np
 from folkrnn import rhythm as R
 from folkrnn import tokens as T
 from folkrnn.errors import FolkRNNError
-from folkrnn.rhythm import TICKS, _scaled, _tuplet
+from folkrnn.rhythm import TICKS, scale_ticks, tuplet_ints
 from folkrnn.vocab import Vocabulary
 
 # Token classes of the guard's table.
@@ -80,8 +80,9 @@ class _Table:
 
 
 # rhythm's reading of a token (its scanner code) -> the guard's class
-_FROM_SCAN = {R._PITCH: _PITCH, R._REST: _REST, R._DUR: _DUR, R._BROKEN: _BROKEN, R._TUPLET: _TUPLET,
-              R._CHORD_START: _CSTART, R._CHORD_END: _CEND, R._BAR: _BAR, R._METER: _METER, R._KEY: _KEY}
+_FROM_SCAN = {R.ENTRY_PITCH: _PITCH, R.ENTRY_REST: _REST, R.ENTRY_DUR: _DUR, R.ENTRY_BROKEN: _BROKEN,
+              R.ENTRY_TUPLET: _TUPLET, R.ENTRY_CHORD_START: _CSTART, R.ENTRY_CHORD_END: _CEND, R.ENTRY_BAR: _BAR,
+              R.ENTRY_METER: _METER, R.ENTRY_KEY: _KEY}
 
 
 @lru_cache(maxsize=8)
@@ -90,7 +91,7 @@ def _table(tokens: tuple[str, ...]) -> _Table:
     of token semantics for evaluate, MIDI and the guard)."""
     cls, value, durs = [], [], set()
     for tok in tokens:
-        entry = R._entry(tok)
+        entry = R.token_entry(tok)
         c = _EOS if T.kind(tok) == "eos" else _FROM_SCAN.get(entry[0], _OTHER)
         # durations, tuplet sizes and meter lengths are entry[1]; a broken mark is (ticks|None, this, next)
         v = entry[1] if c in (_DUR, _TUPLET, _METER) else (tuple(entry[1:4]) if c == _BROKEN else None)
@@ -114,7 +115,7 @@ _EMPTY = (0, None, (0, 1, 1), None, None)
 
 
 def _event_len(ev) -> int | Fraction:
-    return _scaled(ev[0], ev[1], ev[2])
+    return scale_ticks(ev[0], ev[1], ev[2])
 
 
 def _start_event(local, meter_key):
@@ -188,7 +189,7 @@ def _step_local(local, c: int, val, meter: str):
     if c == _TUPLET:
         if chord is not None or tup[0] or pend is not None:
             return None
-        q, p = _tuplet(val, meter)
+        q, p = tuplet_ints(val, meter)
         # The open event's length is final now (a duration after `(p` attaches to nothing).
         return (elapsed if ev is None else elapsed + _event_len(ev), None, (val, q, p), None, None)
     return None
@@ -218,7 +219,7 @@ def _fill(rest, left: int, q: int, p: int, pend, durs: tuple) -> bool:
     if pend is not None:
         mn, md = mn * pend[0], md * pend[1]
     for base in (TICKS,) + durs:
-        d = _scaled(base, mn, md)
+        d = scale_ticks(base, mn, md)
         if d <= rest and _fill(rest - d, max(left - 1, 0), q, p, None, durs):
             return True
     return False
@@ -231,7 +232,8 @@ def _feasible(local, target, durs: tuple) -> bool:
     left, q, p = tup
     if chord is not None and chord[0] == "open":  # the chord's first note is still to come
         mn, md = chord[1], chord[2]
-        return any(_scaled(b, mn, md) <= target - elapsed and _fill(target - elapsed - _scaled(b, mn, md), left, q, p, pend, durs)
+        return any(scale_ticks(b, mn, md) <= target - elapsed
+                   and _fill(target - elapsed - scale_ticks(b, mn, md), left, q, p, pend, durs)
                    for b in (TICKS,) + durs)
     if ev is None:
         return target - elapsed >= 0 and _fill(target - elapsed, left, q, p, pend, durs)
@@ -239,7 +241,7 @@ def _feasible(local, target, durs: tuple) -> bool:
     if ev[3] in (_P_NOTE, _P_CFIRST):
         options += list(durs)
     for base in options:
-        d = _scaled(base, ev[1], ev[2])
+        d = scale_ticks(base, ev[1], ev[2])
         r = target - elapsed - d
         if r >= 0 and _fill(r, left, q, p, pend, durs):
             return True
