@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,14 +34,20 @@ def auto_threads(rows: int | None = None, small: int = 16) -> int | None:
 class _Linear:
     """x (batch, n) float32 -> x @ w + b (batch, m) float32, with w stored in a precision.
 
-    fp32: exact. bf16: weights and inputs rounded to bfloat16, float32 accumulation (AMX
-    on recent Xeons). int8: per-output-channel int8 weights, inputs quantised per call
-    (dynamic); its input scale is shared by the batch, so a tune depends slightly on
-    its batch-mates."""
+    fp32: exact. At batch 1 the product is a matrix-vector product done by numpy's BLAS
+    (OpenBLAS) on a row-major (m, n) copy of w made on first use: a batch-1 step streams
+    all 22 MB of weights, more than this machine's share of L3 holds, and PyTorch's MKL
+    sgemv streamed them at ~17 GB/s on the 2-core EPYC, OpenBLAS's at ~70 GB/s with two
+    threads (docs/generate.md, Speed). Bigger batches stay with PyTorch's matmul.
+    bf16: weights and inputs rounded to bfloat16, float32 accumulation (AMX on recent
+    Xeons). int8: per-output-channel int8 weights, inputs quantised per call (dynamic);
+    its input scale is shared by the batch, so a tune depends slightly on its batch-mates."""
 
     def __init__(self, w: Tensor, b: Tensor | None, precision: str):
         self.precision = precision
         self.b = b
+        self.m = w.shape[1]
+        self._rows: np.ndarray | None = None  # fp32 (m, n) for batch 1, made when first needed
         if precision == "fp32":
             self.w = w.contiguous()
         elif precision == "bf16":
@@ -57,18 +64,21 @@ class _Linear:
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.precision == "fp32":
-            return torch.addmm(self.b, x, self.w) if self.b is not None else x @ self.w
+            y = torch.empty(x.shape[0], self.m)
+            self.into(y, x)
+            return y
         if self.precision == "bf16":
             y = (x.to(torch.bfloat16) @ self.w).float()
             return y + self.b if self.b is not None else y
         return torch.ops.quantized.linear_dynamic(x, self.w)
 
     def into(self, out: Tensor, x: Tensor, add: bool = False) -> None:
-        """out = x @ w + b (or out += x @ w with `add`), written into `out` (batch, m): in
-        fp32 straight from the BLAS call, nothing allocated."""
+        """out = x @ w + b (or out += x @ w with `add`), written into `out` (batch, m)."""
         if self.precision != "fp32":
             y = self(x)
             out.add_(y) if add else out.copy_(y)
+        elif x.shape[0] == 1:
+            self.mv(out[0].numpy(), x[0].numpy(), add)
         elif add:
             out.addmm_(x, self.w)
         elif self.b is not None:
@@ -76,21 +86,76 @@ class _Linear:
         else:
             torch.mm(x, self.w, out=out)
 
+    def mv(self, out: np.ndarray, x: np.ndarray, add: bool = False) -> None:
+        """fp32, batch 1: out = w.T @ x + b (or out += w.T @ x), out (m,) and x (n,) numpy."""
+        if self._rows is None:  # two threads may both make it: equal arrays, harmless
+            self._rows = self.w.T.contiguous().numpy()
+            self._b = None if self.b is None else self.b.numpy()
+        if add:
+            out += np.dot(self._rows, x)
+        else:
+            np.dot(self._rows, x, out=out)
+            if self._b is not None:
+                out += self._b
+
+
+class _Gates:
+    """Views of a (batch, 4H) pre-activation buffer, gate blocks (i, f, o, g), and a
+    (batch, H) temporary: torch tensors or numpy arrays of the same memory."""
+
+    def __init__(self, pre, tmp, H: int):
+        self.ifo, self.g, self.tmp = pre[:, : 3 * H], pre[:, 3 * H :], tmp
+        self.i, self.f, self.o = pre[:, :H], pre[:, H : 2 * H], pre[:, 2 * H : 3 * H]
+
 
 class _Scratch:
-    """One thread's work buffers for one batch size, and views on them made once: a
-    view costs a torch call, and at batch 1 torch's per-call overhead, not arithmetic,
-    was most of a step (docs/generate.md, Speed). Per thread because the studio steps
-    one `Stepper` from several."""
+    """One thread's work buffers for one batch size, with their views made once (a view
+    costs a call). Per thread because the studio steps one `Stepper` from several."""
 
     def __init__(self, batch: int, hidden: int):
         H = hidden
         self.batch = batch
         self.pre = torch.empty(batch, 4 * H)  # gate pre-activations, blocks (i, f, o, g)
-        self.ifo, self.g = self.pre[:, : 3 * H], self.pre[:, 3 * H :]
-        self.i, self.f, self.o = self.ifo.chunk(3, 1)
         self.xh = torch.empty(batch, 2 * H)  # [input, h] of a layer >= 1
-        self.tanh_c = torch.empty(batch, H)
+        tmp = torch.empty(batch, H)
+        self.t, self.np = _Gates(self.pre, tmp, H), _Gates(self.pre.numpy(), tmp.numpy(), H)
+        self.pre1, self.xh1 = self.pre.numpy()[0], self.xh.numpy()[0]  # batch 1: vectors for `_Linear.mv`
+        self.x1, self.h1 = self.xh1[:H], self.xh1[H:]
+
+
+def _np_sigmoid_(a: np.ndarray) -> None:
+    np.negative(a, out=a)
+    np.exp(a, out=a)  # inf below -88, then 1/inf = 0: the step silences the warning
+    np.add(a, 1.0, out=a)
+    np.reciprocal(a, out=a)
+
+
+class _NumpyOps:
+    """Batch 1: at ~2,000 numbers a torch call costs ~2 us against numpy's ~1 us, and a
+    torch op that enters PyTorch's OpenMP pool leaves a thread spinning on the core that
+    numpy's BLAS threads need for the next matrix-vector product (measured: 30 ms a step)."""
+
+    sigmoid_ = staticmethod(_np_sigmoid_)
+    tanh, mul, add = staticmethod(np.tanh), staticmethod(np.multiply), staticmethod(np.add)
+
+
+class _TorchOps:
+    """Batch > 1: PyTorch's vectorised, multi-threaded element-wise kernels."""
+
+    sigmoid_ = staticmethod(torch.Tensor.sigmoid_)
+    tanh, mul, add = staticmethod(torch.tanh), staticmethod(torch.mul), staticmethod(torch.add)
+
+
+def _cell(ops, g: _Gates, c, c_out, h_out) -> None:
+    """The LSTM cell, written once: from the gate pre-activations in `g`, c_out = f*c + i*g,
+    h_out = o*tanh(c_out), each (batch, H) float32, in place; `ops` `_NumpyOps` or `_TorchOps`."""
+    ops.sigmoid_(g.ifo)
+    ops.tanh(g.g, out=g.g)
+    ops.mul(g.f, c, out=c_out)
+    ops.mul(g.i, g.g, out=g.tmp)
+    ops.add(c_out, g.tmp, out=c_out)
+    ops.tanh(c_out, out=g.tmp)
+    ops.mul(g.o, g.tmp, out=h_out)
 
 
 class Stepper:
@@ -102,7 +167,9 @@ class Stepper:
     sigmoid and one tanh cover them, and there is no oneDNN LSTM set-up per call,
     which dominates at batch 1 (see bench/sample.py). `precision` bf16 or int8 stores
     the recurrent, layer >= 1 and softmax matrices so (see `_Linear`); the state and
-    gates stay float32. Runs on the CPU.
+    gates stay float32. Runs on the CPU. Batch 1 in fp32 runs in numpy (its BLAS for the
+    matrix-vector products, `_cell` with `_NumpyOps`), bigger batches in torch: the same
+    cell, equal to the fused kernel within 1e-5 (tests/test_step_fast.py).
 
     state: (h, c), each (num_layers, batch, hidden)."""
 
@@ -120,6 +187,7 @@ class Stepper:
                 w_ih, w_hh, b = (t.detach().float().cpu()[order] for t in (layer.weight_ih, layer.weight_hh, layer.bias))
                 if l == 0:  # (V, 4H) rows with the bias folded in, kept in float32: a lookup, not a matmul
                     self.table = (w_ih.T + b).contiguous()
+                    self.table_np = self.table.numpy()
                     self.layers.append(_Linear(w_hh.T, None, precision))
                 else:  # (n_in + H, 4H)
                     self.layers.append(_Linear(torch.cat([w_ih, w_hh], 1).T, b.contiguous(), precision))
@@ -146,25 +214,32 @@ class Stepper:
         pre-activations go into a scratch buffer (layer 0: its table rows, then += h @ W),
         the gate non-linearities run in place, c and h are written straight into the new
         state. The state passed in is not changed (beam search and forms keep it)."""
-        h, c = state
-        s = self._scratch(ids.shape[0])
-        h_new, c_new = torch.empty_like(h), torch.empty_like(c)
-        x = h[0]
-        for l, lin in enumerate(self.layers):
-            if l == 0:
-                torch.index_select(self.table, 0, ids, out=s.pre)
-                lin.into(s.pre, h[0], add=True)
-            else:
-                torch.cat([x, h[l]], 1, out=s.xh)
-                lin.into(s.pre, s.xh)
-            s.ifo.sigmoid_()
-            s.g.tanh_()
-            cl, x = c_new[l], h_new[l]
-            torch.mul(s.f, c[l], out=cl)
-            cl.addcmul_(s.i, s.g)
-            torch.tanh(cl, out=s.tanh_c)
-            torch.mul(s.o, s.tanh_c, out=x)
-        return self.out(x), (h_new, c_new)
+        B = ids.shape[0]
+        s = self._scratch(B)
+        h_new, c_new = torch.empty_like(state[0]), torch.empty_like(state[1])
+        if B == 1 and self.precision == "fp32":  # numpy's BLAS, matrix-vector (see `_Linear`)
+            h, c, hn, cn = state[0].numpy(), state[1].numpy(), h_new.numpy(), c_new.numpy()
+            with np.errstate(over="ignore"):
+                for l, lin in enumerate(self.layers):
+                    if l == 0:
+                        np.copyto(s.pre1, self.table_np[int(ids[0])])
+                        lin.mv(s.pre1, h[0, 0], add=True)
+                    else:
+                        s.x1[:] = hn[l - 1, 0]
+                        s.h1[:] = h[l, 0]
+                        lin.mv(s.pre1, s.xh1)
+                    _cell(_NumpyOps, s.np, c[l], cn[l], hn[l])
+        else:
+            h, c, hn, cn = state[0].unbind(), state[1].unbind(), h_new.unbind(), c_new.unbind()
+            for l, lin in enumerate(self.layers):
+                if l == 0:
+                    torch.index_select(self.table, 0, ids, out=s.pre)
+                    lin.into(s.pre, h[0], add=True)
+                else:
+                    torch.cat([hn[l - 1], h[l]], 1, out=s.xh)
+                    lin.into(s.pre, s.xh)
+                _cell(_TorchOps, s.t, c[l], cn[l], hn[l])
+        return self.out(h_new[-1]), (h_new, c_new)
 
 
 class HookedStepper:
