@@ -15,6 +15,7 @@ own tunes and the original v2's samples beside the conditions. A condition is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -26,8 +27,8 @@ import torch
 from folkrnn.datafile import read_tunes
 from folkrnn.evaluate import EvaluateConfig, evaluate_tunes
 from folkrnn.load import load_model
-from folkrnn.sample import Form, SampleConfig, sample
-from folkrnn.sample.types import tune_type
+from folkrnn.sample import SampleConfig, sample
+from folkrnn.sample.types import shape_of
 from folkrnn.tokens import kind
 from folkrnn.vocab import Vocabulary
 
@@ -65,18 +66,13 @@ def parse_condition(text: str) -> tuple[str, dict]:
     ap.add_argument("--type", default=None)
     ap.add_argument("--feel", type=float, default=1.0)
     a = ap.parse_args(shlex.split(opts))
-    kw: dict = {"bars": a.bars}
-    if a.type:
-        t = tune_type(a.type)
-        a.meter = a.meter or t.meter.removeprefix("M:")
-        a.form = a.form or t.form
-        kw["logit_bias"] = t.bias_vector(VOCAB, a.feel)
-    if a.form and a.form.lower() != "none":
-        kw["form"] = Form.parse(a.form, bars=a.form_bars, endings=a.endings, candidates=a.form_candidates,
-                                lookahead=a.form_lookahead, close_temperature=a.close_temperature,
-                                sharpness=a.form_sharpness)
-    if a.meter:
-        kw["prime"] = (f"M:{a.meter}",)
+    shape = shape_of(a.type, a.form, a.form_bars, a.endings, a.meter, a.feel, a.form_candidates, a.form_lookahead,
+                     close_temperature=a.close_temperature)  # the rules generate and the studio follow
+    kw: dict = {"bars": a.bars, "logit_bias": shape.logit_bias(VOCAB)}
+    if shape.form is not None:
+        kw["form"] = dataclasses.replace(shape.form, sharpness=a.form_sharpness)
+    if shape.meter:
+        kw["prime"] = (f"M:{shape.meter}",)
     return name.strip(), kw
 
 

@@ -30,7 +30,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from folkrnn.abc.reader import read_abc_file
+from folkrnn.abc.reader import read_abc
 from folkrnn.evaluate.tune import analyse_tune
 from folkrnn.tokens import kind
 
@@ -70,8 +70,9 @@ def normalise(r: str) -> str | None:
 def corpus_tunes(files: list[Path]):
     """(tokens, R: field or None) of every accepted tune of the files."""
     for path in files:
-        tunes = list(read_abc_file(path))
-        lines = path.read_text("utf-8", "replace").splitlines()
+        text = path.read_text("utf-8", "replace")  # read once: the reader and the R: lookup share it
+        tunes = list(read_abc(text, str(path)))
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         for k, t in enumerate(tunes):
             if t.tokens is None:
                 continue

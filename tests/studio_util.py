@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -222,3 +226,50 @@ def sse_events(raw: bytes) -> list[tuple[str, dict]]:
                 data += line[6:]
         out.append((event, json.loads(data) if data else None))
     return out
+
+
+_ADDRESS = re.compile(r"folkrnn studio: (http://127\.0\.0\.1:\d+/)")
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], cwd=None, env=None, timeout: float = 120):
+    """Run a `folkrnn serve` command line (`cmd`, the program first) until the block ends:
+    yields (process, the address it printed); then Ctrl-C, and a kill if it will not stop.
+    The block can read `process.returncode` after it."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url, seen, t0 = None, [], time.monotonic()
+        while url is None and time.monotonic() - t0 < timeout:
+            line = p.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            m = _ADDRESS.search(line)
+            url = m.group(1) if m else None
+        assert url, f"no address printed; exit {p.poll()}:\n{''.join(seen)[-3000:]}"
+        yield p, url
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's headless chromium through Playwright (no browser download); skips without playwright."""
+    import pytest
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -36,7 +36,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from studio_util import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text("utf-8")
@@ -409,31 +409,13 @@ def serve(text: str, case: Case, cwd: Path) -> None:
     (argv,) = steps(text, case)
     args = folkrnn_argv(argv)
     parsed = parse(args)
-    p = subprocess.Popen([sys.executable, "-m", "folkrnn", *args, "--port", "0"], cwd=cwd, env=env(cwd),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url, seen, t0 = None, [], time.monotonic()
-        while url is None and time.monotonic() - t0 < 120:
-            line = p.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            m = re.search(r"folkrnn studio: (http://127\.0\.0\.1:\d+/)", line)
-            url = m.group(1) if m else None
-        assert url, f"no address printed; exit {p.poll()}:\n{''.join(seen)[-3000:]}"
+    with serving([sys.executable, "-m", "folkrnn", *args, "--port", "0"], cwd=cwd, env=env(cwd)) as (p, url):
         with OPENER.open(url, timeout=60) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
         with OPENER.open(url + "api/info", timeout=60) as r:
             info = json.load(r)
         assert len(info["models"]) == len(parsed.model or ["default"]), info["models"]
         assert (cwd / "xdg-data" / "folkrnn" / "studio.sqlite").is_file()  # the default archive, kept out of ~
-    finally:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
     assert p.returncode in (0, 130, -signal.SIGINT)
 
 

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import pytest
 from conftest import requires
-from studio_util import Server, make_studio
+from studio_util import Server, chromium, make_studio
 
 from folkrnn.web.studio import find_abcjs
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _stream_closed(request) -> bool:

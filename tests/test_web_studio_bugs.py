@@ -10,7 +10,7 @@ import re
 
 import pytest
 from conftest import requires
-from studio_util import Server, call, make_studio, sse_events
+from studio_util import Server, call, chromium, make_studio, sse_events
 
 from folkrnn.vocab import Vocabulary
 from folkrnn.web.studio import find_abcjs
@@ -142,17 +142,10 @@ def test_inspect_shows_the_tokens_in_the_tunes_key(srv):
 
 
 # -- the page ----------------------------------------------------------------------------------------------
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

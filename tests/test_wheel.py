@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -25,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import requires
+from studio_util import chromium, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 ABCJS = ROOT / "node_modules" / "abcjs" / "dist" / "abcjs-basic-min.js"
@@ -78,31 +76,12 @@ def test_the_wheel_carries_abcjs_and_the_installed_studio_serves_it(tmp_path):
     assert pkg.startswith(str(tmp_path / "venv")) and found.startswith(str(tmp_path / "venv")), r.stdout
 
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
-    p = subprocess.Popen([str(py), "-m", "folkrnn", "serve", "--port", "0"], cwd=away, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url, seen, t0 = None, [], time.monotonic()
-        while url is None and time.monotonic() - t0 < 180:
-            line = p.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            m = re.search(r"folkrnn studio: (http://127\.0\.0\.1:\d+/)", line)
-            url = m.group(1) if m else None
-        assert url, "".join(seen)[-3000:]
+    with serving([str(py), "-m", "folkrnn", "serve", "--port", "0"], cwd=away, env=env, timeout=180) as (_, url):
         with OPENER.open(url + "vendor/abcjs.js", timeout=60) as resp:
             assert resp.status == 200 and resp.read() == ABCJS.read_bytes()
         with OPENER.open(url + "api/info", timeout=60) as resp:
             assert json.load(resp)["missing"]["abcjs"] is None
         _score_drawn(url)
-    finally:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
 
 def _score_drawn(url: str) -> None:
     """The installed studio's page loads abcjs and draws a staff with it (skips without chromium)."""
@@ -110,17 +89,11 @@ def _score_drawn(url: str) -> None:
         if os.environ.get("FOLKRNN_REQUIRE_TOOLS") == "1":
             pytest.fail("FOLKRNN_REQUIRE_TOOLS=1 but chromium is not installed")
         return
-    sync_api = pytest.importorskip("playwright.sync_api")
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        try:
-            page = b.new_page()
-            page.goto(url)
-            page.wait_for_function("() => window.ABCJS !== undefined", timeout=30000)
-            n = page.evaluate("""() => { const d = document.createElement('div'); document.body.appendChild(d);
-                ABCJS.renderAbc(d, 'X:1\\nM:6/8\\nL:1/8\\nK:D\\n|:A|dfa afd|gbg faf:|');
-                return d.querySelectorAll('svg path').length; }""")
-            assert n > 20
-        finally:
-            b.close()
+    with chromium() as b:
+        page = b.new_page()
+        page.goto(url)
+        page.wait_for_function("() => window.ABCJS !== undefined", timeout=30000)
+        n = page.evaluate("""() => { const d = document.createElement('div'); document.body.appendChild(d);
+            ABCJS.renderAbc(d, 'X:1\\nM:6/8\\nL:1/8\\nK:D\\n|:A|dfa afd|gbg faf:|');
+            return d.querySelectorAll('svg path').length; }""")
+        assert n > 20

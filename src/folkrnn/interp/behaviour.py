@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from folkrnn import tokens as T
-from folkrnn.hooks import hook_name
 from folkrnn.interp import ablation, activity, probes
 from folkrnn.interp.figures import CONTROL, png
 from folkrnn.interp.registry import Context, Figure, Result, Table, register
@@ -32,7 +31,7 @@ LEVEL = 0.99
 # by more than 2 pooled SDs beyond both random controls.
 ABL_CUT = 0.05
 P_CUT = 0.01
-NO_CORPUS = "no corpus of tunes (pass --corpus FILE, a data_v2 token file)"
+NO_CORPUS = activity.NO_CORPUS
 
 
 def _rng(ctx: Context, salt: int) -> np.random.Generator:
@@ -194,62 +193,26 @@ def _probe_figure(title: str, pset: dict) -> bytes:
 
 # -- Q1: bars -----------------------------------------------------------------------------------
 def _bar_labels(data) -> dict[str, np.ndarray]:
-    pos_vals = [str(lb.position) if lb.bar >= 0 and lb.bar_verdict not in (None, "wrong") and T.kind(lb.token) != "bar"
-                else None for lb in data.labels]
-    pos, _ = probes.encode_labels(pos_vals, top=12, min_count=10)
-    nib = np.array([int(lb.next_is_bar) if lb.bar >= 0 else -1 for lb in data.labels], np.int64)
-    return {"position in bar": pos, "next is bar line": nib}
+    return activity.bar_labels(data)
 
 
-def bar_rankings(ctx: Context, data) -> dict[int, probes.Ranking]:
-    if "bar_rankings" in ctx.extra:
-        return ctx.extra["bar_rankings"]
-    y = _bar_labels(data)["position in bar"]
-    bars = data.n_bars()
-    out = {l: probes.rank_units(data.states[f"h{l}"], y, data.token, _rng(ctx, 200 + l), data.offsets, bars)
-           for l in _layers(ctx)}
-    ctx.extra["bar_rankings"] = out
-    return out
+def bar_rankings(ctx: Context, data=None) -> dict[int, probes.Ranking]:
+    """Per layer, h units ranked by position in bar (made once per explain run: `ctx.shared`)."""
+    return ctx.shared.bar_rankings()
 
 
 def _ablation_conditions(ctx: Context, data, rankings: dict[int, probes.Ranking], ks, salt: int,
                          means: bool = True) -> list[ablation.Condition]:
-    H = ctx.model.config.hidden_size
-    conds = [ablation.Condition(None, info={"layer": None, "k": 0, "units": "none"})]
-    rng = _rng(ctx, salt)
-    for l in _layers(ctx):
-        var = data.states[f"h{l}"].astype(np.float32).var(0)
-        point = hook_name("h", layer=l)
-        for k in ks:
-            if k >= H:
-                continue
-            top = rankings[l].top(k)
-            rnd = ablation.random_units(H, k, top, rng)
-            vm = ablation.variance_matched_units(var, top, rng)
-            for kind, units in (("top", top), ("random", rnd), ("variance_matched", vm)):
-                for rep in (("zero", "mean") if means else ("zero",)):
-                    if rep == "mean" and kind == "random":
-                        continue  # random units' mean replacement: covered by the variance-matched ones
-                    conds.append(ablation.Condition(point, tuple(units), rep, {"layer": l, "k": k, "units": kind}))
-    return conds
+    return activity.ablation_conditions(ctx.model.config.hidden_size, data, rankings, ks, _rng(ctx, salt), means)
 
 
 def _count_conditions(ctx, ks, means=True) -> int:
-    n = sum(1 for k in ks if k < ctx.model.config.hidden_size)
-    return 1 + len(_layers(ctx)) * n * (5 if means else 3)
+    return activity.count_conditions(ctx.model.config.hidden_size, ctx.model.config.num_layers, ks, means)
 
 
-def bar_ablation(ctx: Context, data, bar=None) -> list[dict]:
-    """The bar-unit ablation (memoised): baseline, then per layer and k top/random/variance-matched."""
-    if "bar_ablation" in ctx.extra:
-        return ctx.extra["bar_ablation"]
-    sz = activity.sizes(ctx)
-    conds = _ablation_conditions(ctx, data, bar_rankings(ctx, data), sz.ablation_ks, 300)
-    res = ablation.run(ctx.model, ctx.vocab, conds, sz.ablation_tunes, sz.ablation_seeds, sz.ablation_max_length,
-                       means=activity.layer_means(data, ctx.model.config.num_layers),
-                       on_tune=(lambda: bar.update(1)) if bar is not None else None)
-    ctx.extra["bar_ablation"] = res
-    return res
+def bar_ablation(ctx: Context, data=None, bar=None) -> list[dict]:
+    """The bar-unit ablation (made once per explain run: `ctx.shared`)."""
+    return ctx.shared.bar_ablation(bar)
 
 
 def _effect(rows: list[dict], metric: str, layer: int, k: int, replace: str) -> dict | None:
@@ -709,7 +672,7 @@ def structure(ctx: Context, bar) -> Result:
     data = activity.corpus_data(ctx, bar)
     if data is None:
         return Result(skipped=NO_CORPUS)
-    pending = 0 if "bar_ablation" in ctx.extra else _count_conditions(ctx, sz.ablation_ks) * sz.ablation_tunes * len(sz.ablation_seeds)
+    pending = 0 if ctx.shared.made("bar_ablation") else _count_conditions(ctx, sz.ablation_ks) * sz.ablation_tunes * len(sz.ablation_seeds)
     bar.total = 3 + 5 * len(_layers(ctx)) + pending
     lp = _target_logp(data)
     ctrl = _bigram_logp(data, ctx.model.config.vocab_size)
